@@ -1,0 +1,146 @@
+import ipaddr from "ipaddr.js";
+import { ValidationError } from "./errors.js";
+
+/** Transport protocols a port can be published for. */
+export type Protocol = "tcp" | "udp";
+
+/** Longest interface name the kernel keeps (IFNAMSIZ 16 including the NUL); it truncates silently. */
+export const IFNAME_MAX_BYTES = 15;
+
+const IFNAME_RE = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * Checks an interface name the way `dev_valid_name()` in net/core/dev.c does, but stricter:
+ * 1–15 bytes, not `.` or `..`, only `[A-Za-z0-9_.-]`.
+ * @throws ValidationError (code `ERR_INVALID_NAME`) otherwise.
+ */
+export function validateIfName(name: unknown, field = "name"): string {
+  if (typeof name !== "string" || name.length === 0) {
+    throw new ValidationError(field, "an interface name must be a non-empty string", "ERR_INVALID_NAME");
+  }
+  if (Buffer.byteLength(name) > IFNAME_MAX_BYTES) {
+    throw new ValidationError(
+      field,
+      `"${name}" is longer than ${IFNAME_MAX_BYTES} bytes (the kernel would truncate it)`,
+      "ERR_INVALID_NAME",
+    );
+  }
+  if (name === "." || name === ".." || !IFNAME_RE.test(name)) {
+    throw new ValidationError(
+      field,
+      `"${name}" may hold only letters, digits, "_", "." and "-", and may not be "." or ".."`,
+      "ERR_INVALID_NAME",
+    );
+  }
+  return name;
+}
+
+/**
+ * Parses a dotted-quad IPv4 address (no shorthand such as `10.1`, no leading zeros).
+ * @returns the address in canonical form.
+ * @throws ValidationError (code `ERR_INVALID_ADDRESS`).
+ */
+export function validateIPv4(value: unknown, field = "address"): string {
+  if (typeof value !== "string" || !ipaddr.IPv4.isValidFourPartDecimal(value)) {
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(value)} is not an IPv4 address`,
+      "ERR_INVALID_ADDRESS",
+    );
+  }
+  return ipaddr.IPv4.parse(value).toString();
+}
+
+/** A parsed IPv4 CIDR, normalised: `network` has the host bits cleared. */
+export interface Cidr {
+  /** Address as written (host bits kept), e.g. `10.200.0.1` for `10.200.0.1/16`. */
+  address: string;
+  /** Network address, host bits cleared, e.g. `10.200.0.0`. */
+  network: string;
+  /** Prefix length, 0–32. */
+  prefix: number;
+}
+
+/**
+ * Parses `a.b.c.d/n`. Host bits are allowed and cleared in `network`, as Go's `net.ParseCIDR` does.
+ * @throws ValidationError (code `ERR_INVALID_CIDR`).
+ */
+export function parseCidr(value: unknown, field = "cidr"): Cidr {
+  if (typeof value !== "string") {
+    throw new ValidationError(field, `${JSON.stringify(value)} is not a CIDR`, "ERR_INVALID_CIDR");
+  }
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(value);
+  if (!m || !ipaddr.IPv4.isValidFourPartDecimal(m[1] as string) || Number(m[2]) > 32) {
+    throw new ValidationError(
+      field,
+      `"${value}" is not an IPv4 CIDR such as 10.200.0.0/16`,
+      "ERR_INVALID_CIDR",
+    );
+  }
+  const address = ipaddr.IPv4.parse(m[1] as string).toString();
+  const prefix = Number(m[2]);
+  const network = intToIPv4(ipv4ToInt(address) & prefixMask(prefix));
+  return { address, network, prefix };
+}
+
+/**
+ * Checks a port number: an integer in 1–65535.
+ * @throws ValidationError (code `ERR_INVALID_PORT`).
+ */
+export function validatePort(value: unknown, field = "port"): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new ValidationError(field, `${String(value)} is not a port number in 1-65535`, "ERR_INVALID_PORT");
+  }
+  return value;
+}
+
+/**
+ * Checks a protocol name; case-insensitive, returns lower case.
+ * @throws ValidationError (code `ERR_INVALID_PROTOCOL`).
+ */
+export function validateProtocol(value: unknown, field = "protocol"): Protocol {
+  const p = typeof value === "string" ? value.toLowerCase() : value;
+  if (p !== "tcp" && p !== "udp") {
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(value)} is not "tcp" or "udp"`,
+      "ERR_INVALID_PROTOCOL",
+    );
+  }
+  return p;
+}
+
+/**
+ * Checks a uid or gid: an integer in 0–4294967294 (`(uid_t)-1` means "unset" to the kernel).
+ * @throws ValidationError (code `ERR_INVALID_ID`).
+ */
+export function validateId(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0xfffffffe) {
+    throw new ValidationError(field, `${String(value)} is not a uid/gid in 0-4294967294`, "ERR_INVALID_ID");
+  }
+  return value;
+}
+
+/** `10.200.0.1` → 0x0ac80001 (unsigned 32-bit). Input must already be valid. */
+export function ipv4ToInt(ip: string): number {
+  const b = ipaddr.IPv4.parse(ip).octets;
+  return (
+    ((b[0] as number) * 2 ** 24 + ((b[1] as number) << 16) + ((b[2] as number) << 8) + (b[3] as number)) >>> 0
+  );
+}
+
+/** 0x0ac80001 → `10.200.0.1`. */
+export function intToIPv4(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+/** Netmask of a prefix length as an unsigned 32-bit integer (`/16` → 0xffff0000). */
+export function prefixMask(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/** True when `ip` lies inside `cidr`. */
+export function cidrContains(cidr: Cidr, ip: string): boolean {
+  const mask = prefixMask(cidr.prefix);
+  return (ipv4ToInt(ip) & mask) >>> 0 === ipv4ToInt(cidr.network);
+}
