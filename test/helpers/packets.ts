@@ -1,0 +1,452 @@
+// Pure frame builders and parsers for tests that read and write a TAP: Ethernet II, ARP (RFC 826),
+// IPv4 (RFC 791), UDP (RFC 768), TCP (RFC 9293), the internet checksum (RFC 1071) and the
+// virtio_net_hdr prefix a TAP opened with IFF_VNET_HDR puts before every frame
+// (include/uapi/linux/virtio_net.h). No I/O here.
+
+/** `sizeof(struct virtio_net_hdr)`: the TAP's default vnet header size (TUNSETVNETHDRSZ is never called). */
+export const VNET_HDR_LEN = 10;
+export const ETHERTYPE_IPV4 = 0x0800;
+export const ETHERTYPE_ARP = 0x0806;
+export const ETHERTYPE_IPV6 = 0x86dd;
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+export const BROADCAST_MAC = "ff:ff:ff:ff:ff:ff";
+
+/** TCP header flag bits (byte 13). */
+export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20 } as const;
+
+/** `aa:bb:cc:dd:ee:ff` → 6 bytes. */
+export function macToBytes(mac: string): Buffer {
+  const parts = mac.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) {
+    throw new Error(`not a MAC address: ${mac}`);
+  }
+  return Buffer.from(parts.map((p) => Number.parseInt(p, 16)));
+}
+
+/** 6 bytes → `aa:bb:cc:dd:ee:ff` (lower case). */
+export function macFromBytes(b: Buffer): string {
+  return [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** `10.200.0.1` → 4 bytes. */
+export function ipToBytes(ip: string): Buffer {
+  const parts = ip.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+    throw new Error(`not an IPv4 address: ${ip}`);
+  }
+  return Buffer.from(parts);
+}
+
+/** 4 bytes → dotted quad. */
+export function ipFromBytes(b: Buffer): string {
+  return [...b.subarray(0, 4)].join(".");
+}
+
+/** RFC 1071 internet checksum of `buf` (ones' complement of the ones' complement sum of 16-bit words). */
+export function internetChecksum(...parts: Buffer[]): number {
+  let sum = 0;
+  const all = Buffer.concat(parts);
+  for (let i = 0; i + 1 < all.length; i += 2) sum += all.readUInt16BE(i);
+  if (all.length % 2 === 1) sum += (all[all.length - 1] as number) << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+// ---------------------------------------------------------------- virtio_net_hdr
+
+/** Prefixes `frame` with a virtio_net_hdr: 10 zero bytes (no checksum offload, no GSO) unless given. */
+export function withVnetHdr(frame: Buffer, hdr: Buffer = Buffer.alloc(VNET_HDR_LEN)): Buffer {
+  if (hdr.length !== VNET_HDR_LEN) throw new Error(`a virtio_net_hdr is ${VNET_HDR_LEN} bytes`);
+  return Buffer.concat([hdr, frame]);
+}
+
+/** Splits what a TAP read returned into its virtio_net_hdr and the Ethernet frame (a copy). */
+export function stripVnetHdr(buf: Buffer): { hdr: Buffer; frame: Buffer } {
+  if (buf.length < VNET_HDR_LEN) throw new Error("shorter than a virtio_net_hdr");
+  return {
+    hdr: Buffer.from(buf.subarray(0, VNET_HDR_LEN)),
+    frame: Buffer.from(buf.subarray(VNET_HDR_LEN)),
+  };
+}
+
+// ---------------------------------------------------------------- Ethernet
+
+export interface EthernetFrame {
+  dst: string;
+  src: string;
+  etherType: number;
+  payload: Buffer;
+}
+
+/** Ethernet II frame (no FCS: the TAP neither adds nor expects one). */
+export function buildEthernet(f: EthernetFrame): Buffer {
+  const h = Buffer.alloc(14);
+  macToBytes(f.dst).copy(h, 0);
+  macToBytes(f.src).copy(h, 6);
+  h.writeUInt16BE(f.etherType, 12);
+  return Buffer.concat([h, f.payload]);
+}
+
+/** Parses an Ethernet II header; `payload` is a view into `buf`. */
+export function parseEthernet(buf: Buffer): EthernetFrame {
+  if (buf.length < 14) throw new Error("shorter than an Ethernet header");
+  return {
+    dst: macFromBytes(buf.subarray(0, 6)),
+    src: macFromBytes(buf.subarray(6, 12)),
+    etherType: buf.readUInt16BE(12),
+    payload: buf.subarray(14),
+  };
+}
+
+// ---------------------------------------------------------------- ARP
+
+export const ARP_REQUEST = 1;
+export const ARP_REPLY = 2;
+
+export interface ArpPacket {
+  op: number;
+  senderMac: string;
+  senderIp: string;
+  targetMac: string;
+  targetIp: string;
+}
+
+/** ARP over Ethernet for IPv4: 28 bytes (htype 1, ptype 0x0800, hlen 6, plen 4). */
+export function buildArp(p: ArpPacket): Buffer {
+  const b = Buffer.alloc(28);
+  b.writeUInt16BE(1, 0);
+  b.writeUInt16BE(ETHERTYPE_IPV4, 2);
+  b[4] = 6;
+  b[5] = 4;
+  b.writeUInt16BE(p.op, 6);
+  macToBytes(p.senderMac).copy(b, 8);
+  ipToBytes(p.senderIp).copy(b, 14);
+  macToBytes(p.targetMac).copy(b, 18);
+  ipToBytes(p.targetIp).copy(b, 24);
+  return b;
+}
+
+/** Parses Ethernet/IPv4 ARP. @throws for another hardware or protocol type. */
+export function parseArp(b: Buffer): ArpPacket {
+  if (b.length < 28 || b.readUInt16BE(0) !== 1 || b.readUInt16BE(2) !== ETHERTYPE_IPV4) {
+    throw new Error("not an Ethernet/IPv4 ARP packet");
+  }
+  return {
+    op: b.readUInt16BE(6),
+    senderMac: macFromBytes(b.subarray(8, 14)),
+    senderIp: ipFromBytes(b.subarray(14, 18)),
+    targetMac: macFromBytes(b.subarray(18, 24)),
+    targetIp: ipFromBytes(b.subarray(24, 28)),
+  };
+}
+
+/** The whole Ethernet frame answering ARP `request` with `mac` (unicast back to the asker). */
+export function arpReplyFrame(request: ArpPacket, mac: string): Buffer {
+  return buildEthernet({
+    dst: request.senderMac,
+    src: mac,
+    etherType: ETHERTYPE_ARP,
+    payload: buildArp({
+      op: ARP_REPLY,
+      senderMac: mac,
+      senderIp: request.targetIp,
+      targetMac: request.senderMac,
+      targetIp: request.senderIp,
+    }),
+  });
+}
+
+/** A broadcast ARP request frame: who has `targetIp`? tell `senderIp`. */
+export function arpRequestFrame(senderMac: string, senderIp: string, targetIp: string): Buffer {
+  return buildEthernet({
+    dst: BROADCAST_MAC,
+    src: senderMac,
+    etherType: ETHERTYPE_ARP,
+    payload: buildArp({
+      op: ARP_REQUEST,
+      senderMac,
+      senderIp,
+      targetMac: "00:00:00:00:00:00",
+      targetIp,
+    }),
+  });
+}
+
+// ---------------------------------------------------------------- IPv4
+
+export interface Ipv4Build {
+  src: string;
+  dst: string;
+  protocol: number;
+  payload: Buffer;
+  ttl?: number;
+  id?: number;
+  /** Set the DF bit (default true, as Linux does for most traffic). */
+  dontFragment?: boolean;
+}
+
+export interface Ipv4Packet {
+  src: string;
+  dst: string;
+  protocol: number;
+  ttl: number;
+  id: number;
+  headerLength: number;
+  totalLength: number;
+  /** True when the header checksum verifies. */
+  checksumOk: boolean;
+  /** The payload, cut at totalLength (Ethernet padding removed); a view into the input. */
+  payload: Buffer;
+}
+
+/** IPv4 packet with a 20-byte header (no options) and its header checksum. */
+export function buildIpv4(p: Ipv4Build): Buffer {
+  const h = Buffer.alloc(20);
+  h[0] = 0x45;
+  h.writeUInt16BE(20 + p.payload.length, 2);
+  h.writeUInt16BE(p.id ?? 0, 4);
+  h.writeUInt16BE((p.dontFragment ?? true) ? 0x4000 : 0, 6);
+  h[8] = p.ttl ?? 64;
+  h[9] = p.protocol;
+  ipToBytes(p.src).copy(h, 12);
+  ipToBytes(p.dst).copy(h, 16);
+  h.writeUInt16BE(internetChecksum(h), 10);
+  return Buffer.concat([h, p.payload]);
+}
+
+/** Parses an IPv4 header. @throws when it is not version 4 or is truncated. */
+export function parseIpv4(b: Buffer): Ipv4Packet {
+  if (b.length < 20 || (b[0] as number) >> 4 !== 4) throw new Error("not an IPv4 packet");
+  const headerLength = ((b[0] as number) & 0x0f) * 4;
+  const totalLength = b.readUInt16BE(2);
+  if (headerLength < 20 || totalLength < headerLength || totalLength > b.length) {
+    throw new Error("truncated IPv4 packet");
+  }
+  return {
+    src: ipFromBytes(b.subarray(12, 16)),
+    dst: ipFromBytes(b.subarray(16, 20)),
+    protocol: b[9] as number,
+    ttl: b[8] as number,
+    id: b.readUInt16BE(4),
+    headerLength,
+    totalLength,
+    checksumOk: internetChecksum(b.subarray(0, headerLength)) === 0,
+    payload: b.subarray(headerLength, totalLength),
+  };
+}
+
+function pseudoHeader(src: string, dst: string, protocol: number, length: number): Buffer {
+  const p = Buffer.alloc(12);
+  ipToBytes(src).copy(p, 0);
+  ipToBytes(dst).copy(p, 4);
+  p[9] = protocol;
+  p.writeUInt16BE(length, 10);
+  return p;
+}
+
+/** Checksum of a UDP or TCP segment over the IPv4 pseudo-header; 0 when the stored checksum is right. */
+export function transportChecksum(src: string, dst: string, protocol: number, segment: Buffer): number {
+  return internetChecksum(pseudoHeader(src, dst, protocol, segment.length), segment);
+}
+
+// ---------------------------------------------------------------- UDP
+
+export interface UdpBuild {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  payload: Buffer;
+  /** Compute the checksum (default true); false leaves 0, "no checksum" for UDP over IPv4. */
+  checksum?: boolean;
+}
+
+export interface UdpDatagram {
+  sport: number;
+  dport: number;
+  length: number;
+  checksum: number;
+  payload: Buffer;
+}
+
+/** UDP header + payload (the IPv4 addresses are needed for the checksum's pseudo-header). */
+export function buildUdp(u: UdpBuild): Buffer {
+  const seg = Buffer.alloc(8 + u.payload.length);
+  seg.writeUInt16BE(u.sport, 0);
+  seg.writeUInt16BE(u.dport, 2);
+  seg.writeUInt16BE(seg.length, 4);
+  u.payload.copy(seg, 8);
+  if (u.checksum ?? true) {
+    const c = transportChecksum(u.src, u.dst, IPPROTO_UDP, seg);
+    seg.writeUInt16BE(c === 0 ? 0xffff : c, 6); // RFC 768: a computed 0 is sent as all ones
+  }
+  return seg;
+}
+
+/** Parses a UDP header; `payload` is cut at the UDP length. */
+export function parseUdp(b: Buffer): UdpDatagram {
+  if (b.length < 8) throw new Error("shorter than a UDP header");
+  const length = b.readUInt16BE(4);
+  if (length < 8 || length > b.length) throw new Error("truncated UDP datagram");
+  return {
+    sport: b.readUInt16BE(0),
+    dport: b.readUInt16BE(2),
+    length,
+    checksum: b.readUInt16BE(6),
+    payload: b.subarray(8, length),
+  };
+}
+
+// ---------------------------------------------------------------- TCP
+
+export interface TcpBuild {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  seq?: number;
+  ack?: number;
+  /** Bit mask of {@link TCP_FLAGS}; default SYN. */
+  flags?: number;
+  window?: number;
+  payload?: Buffer;
+}
+
+export interface TcpSegment {
+  sport: number;
+  dport: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+  dataOffset: number;
+  payload: Buffer;
+}
+
+/** TCP segment with a 20-byte header (no options) and its checksum. */
+export function buildTcp(t: TcpBuild): Buffer {
+  const payload = t.payload ?? Buffer.alloc(0);
+  const seg = Buffer.alloc(20 + payload.length);
+  seg.writeUInt16BE(t.sport, 0);
+  seg.writeUInt16BE(t.dport, 2);
+  seg.writeUInt32BE((t.seq ?? 0) >>> 0, 4);
+  seg.writeUInt32BE((t.ack ?? 0) >>> 0, 8);
+  seg[12] = 5 << 4;
+  seg[13] = t.flags ?? TCP_FLAGS.SYN;
+  seg.writeUInt16BE(t.window ?? 64240, 14);
+  payload.copy(seg, 20);
+  seg.writeUInt16BE(transportChecksum(t.src, t.dst, IPPROTO_TCP, seg), 16);
+  return seg;
+}
+
+/** Parses a TCP header (options skipped). */
+export function parseTcp(b: Buffer): TcpSegment {
+  if (b.length < 20) throw new Error("shorter than a TCP header");
+  const dataOffset = ((b[12] as number) >> 4) * 4;
+  if (dataOffset < 20 || dataOffset > b.length) throw new Error("bad TCP data offset");
+  return {
+    sport: b.readUInt16BE(0),
+    dport: b.readUInt16BE(2),
+    seq: b.readUInt32BE(4),
+    ack: b.readUInt32BE(8),
+    flags: (b[13] as number) & 0x3f,
+    window: b.readUInt16BE(14),
+    dataOffset,
+    payload: b.subarray(dataOffset),
+  };
+}
+
+/** Flag bits → names in header order, e.g. 0x12 → ["SYN", "ACK"]. */
+export function tcpFlagNames(flags: number): string[] {
+  return (Object.entries(TCP_FLAGS) as Array<[string, number]>)
+    .filter(([, bit]) => (flags & bit) !== 0)
+    .map(([name]) => name);
+}
+
+// ---------------------------------------------------------------- whole frames
+
+/** What a test wants to know about one IPv4 frame (the fake guest's report line). */
+export interface Ipv4Summary {
+  srcMac: string;
+  dstMac: string;
+  src: string;
+  dst: string;
+  /** "tcp" | "udp" | "icmp" | the protocol number as text. */
+  proto: string;
+  ttl: number;
+  sport?: number;
+  dport?: number;
+  /** TCP flag names, e.g. ["SYN"]. */
+  flags?: string[];
+  /** UDP/TCP payload as hex. */
+  payload?: string;
+  /** IPv4 header and (when present) UDP/TCP checksums verify. */
+  checksumOk: boolean;
+}
+
+/** Summarises an Ethernet frame carrying IPv4, or returns undefined for anything else. */
+export function summarizeIpv4(frame: Buffer): Ipv4Summary | undefined {
+  const eth = parseEthernet(frame);
+  if (eth.etherType !== ETHERTYPE_IPV4) return undefined;
+  const ip = parseIpv4(eth.payload);
+  const base = { srcMac: eth.src, dstMac: eth.dst, src: ip.src, dst: ip.dst, ttl: ip.ttl };
+  if (ip.protocol === IPPROTO_UDP) {
+    const u = parseUdp(ip.payload);
+    const l4ok = u.checksum === 0 || transportChecksum(ip.src, ip.dst, IPPROTO_UDP, ip.payload) === 0;
+    return {
+      ...base,
+      proto: "udp",
+      sport: u.sport,
+      dport: u.dport,
+      payload: u.payload.toString("hex"),
+      checksumOk: ip.checksumOk && l4ok,
+    };
+  }
+  if (ip.protocol === IPPROTO_TCP) {
+    const t = parseTcp(ip.payload);
+    const l4ok = transportChecksum(ip.src, ip.dst, IPPROTO_TCP, ip.payload) === 0;
+    return {
+      ...base,
+      proto: "tcp",
+      sport: t.sport,
+      dport: t.dport,
+      flags: tcpFlagNames(t.flags),
+      payload: t.payload.toString("hex"),
+      checksumOk: ip.checksumOk && l4ok,
+    };
+  }
+  const proto = ip.protocol === IPPROTO_ICMP ? "icmp" : String(ip.protocol);
+  return { ...base, proto, checksumOk: ip.checksumOk };
+}
+
+/** Ethernet + IPv4 + UDP in one frame. */
+export function udpFrame(f: {
+  srcMac: string;
+  dstMac: string;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  payload: Buffer;
+  checksum?: boolean;
+}): Buffer {
+  const udp = buildUdp({ ...f, checksum: f.checksum ?? true });
+  return buildEthernet({
+    dst: f.dstMac,
+    src: f.srcMac,
+    etherType: ETHERTYPE_IPV4,
+    payload: buildIpv4({ src: f.src, dst: f.dst, protocol: IPPROTO_UDP, payload: udp }),
+  });
+}
+
+/** Ethernet + IPv4 + TCP in one frame (default: a SYN). */
+export function tcpFrame(f: { srcMac: string; dstMac: string } & TcpBuild): Buffer {
+  return buildEthernet({
+    dst: f.dstMac,
+    src: f.srcMac,
+    etherType: ETHERTYPE_IPV4,
+    payload: buildIpv4({ src: f.src, dst: f.dst, protocol: IPPROTO_TCP, payload: buildTcp(f) }),
+  });
+}
