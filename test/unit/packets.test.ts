@@ -93,7 +93,8 @@ describe("UDP frame", () => {
       checksumOk: true,
     });
     const bad = Buffer.from(UDP_HEX, "hex");
-    bad[bad.length - 1] ^= 1;
+    const last = bad.length - 1;
+    bad.writeUInt8(bad.readUInt8(last) ^ 1, last);
     expect(summarizeIpv4(bad)?.checksumOk).toBe(false);
   });
   it("ignores Ethernet padding after the IPv4 total length", () => {
