@@ -1,0 +1,304 @@
+/**
+ * Our one nftables table, rendered as nft command text (pure). Every text here is one buffer for
+ * `nft_run_cmd_from_buffer` / `nft -f -`, which nftables applies as one atomic transaction: all of it
+ * or nothing (nft(8), "-f"; libnftables(3)).
+ *
+ * The table `ip <name>` has two parts:
+ * - the port-mapping skeleton (maps pm_any / pm_addr / pm_iif and the NAT chains that read them),
+ *   which a port mapping ensures on its own, bootstrapped or not;
+ * - the bootstrap part for a guest subnet (forwarding policy, masquerade, guest → host guard).
+ * Each part's chains are created with `add` (a no-op when they exist) and then flushed and refilled in
+ * the same transaction, so applying a text again leaves exactly one copy of every rule, and map
+ * elements (the port mappings) are never touched by either.
+ *
+ * Only validated values reach the text: names through validateIfName / {@link validateTableName},
+ * addresses through validateIPv4 / parseCidr, ports and protocols through their validators.
+ */
+import { ValidationError } from "../core/errors.js";
+import {
+  type Cidr,
+  cidrContains,
+  type Protocol,
+  parseCidr,
+  validatePort,
+  validateProtocol,
+} from "../core/validate.js";
+import { MAP_NAMES, type Mapping, mapOf, validateMapping } from "./mapping.js";
+
+/** Default name of our table (family `ip`). */
+export const DEFAULT_TABLE = "microvm_net";
+
+/** Default guest subnet. */
+export const DEFAULT_SUBNET = "10.200.0.0/16";
+
+/**
+ * Destinations guests may not reach by default: the RFC 1918 private ranges and RFC 3927 link-local
+ * (which holds cloud metadata services such as 169.254.169.254).
+ */
+export const DEFAULT_BLOCKED_DESTINATIONS: readonly string[] = [
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "169.254.0.0/16",
+];
+
+/** Chains of the port-mapping skeleton. */
+export const SKELETON_CHAINS = ["nat_prerouting", "nat_output", "nat_postrouting", "raw_prerouting"] as const;
+
+/** Chains of the bootstrap part. */
+export const BOOTSTRAP_CHAINS = ["guest_forward", "guest_input", "guest_postrouting"] as const;
+
+const TABLE_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
+const TABLE_MAX = 64;
+
+/**
+ * Checks a table name: a letter, then letters, digits or `_`, at most 64 characters (nft's own limit
+ * is 255; nft's scanner also reads `-`, `.` and `/`, which we refuse to keep the text unambiguous).
+ * @throws ValidationError (field `table`, code `ERR_INVALID_NAME`).
+ */
+export function validateTableName(name: unknown): string {
+  if (typeof name !== "string" || name.length > TABLE_MAX || !TABLE_RE.test(name)) {
+    throw new ValidationError(
+      "table",
+      `${JSON.stringify(name)} is not a table name (a letter, then letters, digits or "_", at most ${TABLE_MAX})`,
+      "ERR_INVALID_NAME",
+    );
+  }
+  return name;
+}
+
+/** A port on the host that guests may reach (see {@link BootstrapSpec.guestToHost}). */
+export interface HostPort {
+  protocol: Protocol;
+  port: number;
+}
+
+/** What {@link renderBootstrap} needs; every field has a default. */
+export interface BootstrapSpec {
+  /** Table name. Default {@link DEFAULT_TABLE}. */
+  table?: string;
+  /** Guest subnet, IPv4 CIDR (host bits ignored). Default {@link DEFAULT_SUBNET}. */
+  subnet?: string;
+  /**
+   * Destinations guests may not reach through the host (CIDRs). Default
+   * {@link DEFAULT_BLOCKED_DESTINATIONS}. The subnet itself (guest ↔ guest) is always blocked,
+   * except through a published port.
+   */
+  blockedDestinations?: readonly string[];
+  /** Exceptions to `blockedDestinations` (CIDRs), e.g. a resolver at `192.168.1.1/32`. Default none. */
+  allowedDestinations?: readonly string[];
+  /**
+   * Host services guests may open (protocol, port), on any host address. Default none: a guest's
+   * new connection to the host itself is rejected (ICMP echo is allowed, for diagnosis).
+   */
+  guestToHost?: readonly HostPort[];
+}
+
+function table(t: string): string {
+  return `ip ${validateTableName(t)}`;
+}
+
+function cidrText(c: Cidr): string {
+  return c.prefix === 32 ? c.network : `${c.network}/${c.prefix}`;
+}
+
+/**
+ * Parses and normalises CIDRs for an anonymous interval set: nft refuses overlapping intervals, and
+ * CIDRs either nest or are disjoint, so entries inside another entry are dropped.
+ */
+function cidrSet(values: readonly string[], field: string): string[] {
+  const cidrs = values.map((v, i) => parseCidr(v, `${field}[${i}]`));
+  const kept = cidrs.filter(
+    (c, i) =>
+      !cidrs.some(
+        (o, j) =>
+          j !== i && o.prefix <= c.prefix && cidrContains(o, c.network) && (o.prefix < c.prefix || j < i), // of two equal entries keep the first
+      ),
+  );
+  return kept.map(cidrText);
+}
+
+function setText(items: readonly string[]): string {
+  return `{ ${items.join(", ")} }`;
+}
+
+/**
+ * The port-mapping skeleton: three maps keyed by protocol (value `guest ip . guest port`) and the
+ * chains that DNAT through them.
+ *
+ * - nat_prerouting (dstnat): `pm_addr` matches the packet's destination address itself, so it only
+ *   catches packets to that address; `pm_iif` and `pm_any` only catch packets the host would deliver
+ *   locally (`fib daddr type local`), so transit traffic to the same port elsewhere is never touched.
+ * - nat_output (-100, the dstnat value; nft 1.0.6 accepts the name only in prerouting): the host
+ *   reaches published ports through its own addresses, 127.0.0.1 included (loopback is local).
+ * - nat_postrouting (srcnat): a DNATed packet from 127/8 gets a real source address, else the guest
+ *   could not answer (the TAP also needs route_localnet, set by the caller: net/ipv4/route.c refuses a
+ *   loopback source on another device without it).
+ * - raw_prerouting (raw, before conntrack and NAT): 127/8 arriving on anything but lo is dropped, so
+ *   loopback-published ports are never reachable from outside (CVE-2020-8558 class). Replies to the
+ *   host's own 127.0.0.1 connections arrive as the guest's address and are de-NATed later, so they pass.
+ *
+ * @returns nft command text, one transaction; applying it again changes nothing but the rule handles.
+ * @throws ValidationError for a bad table name.
+ */
+export function renderSkeleton(tableName: string = DEFAULT_TABLE): string {
+  const t = table(tableName);
+  const value = "ipv4_addr . inet_service";
+  const l4 = "meta l4proto { tcp, udp }";
+  const lines = [
+    `add table ${t}`,
+    `add map ${t} ${MAP_NAMES.any} { type inet_proto . inet_service : ${value}; }`,
+    `add map ${t} ${MAP_NAMES.address} { type inet_proto . ipv4_addr . inet_service : ${value}; }`,
+    `add map ${t} ${MAP_NAMES.interface} { type inet_proto . ifname . inet_service : ${value}; }`,
+    `add chain ${t} nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+    `add chain ${t} nat_output { type nat hook output priority -100; policy accept; }`,
+    `add chain ${t} nat_postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `add chain ${t} raw_prerouting { type filter hook prerouting priority raw; policy accept; }`,
+    `flush chain ${t} nat_prerouting`,
+    `add rule ${t} nat_prerouting ${l4} dnat ip to meta l4proto . ip daddr . th dport map @${MAP_NAMES.address}`,
+    `add rule ${t} nat_prerouting ${l4} fib daddr type local dnat ip to meta l4proto . iifname . th dport map @${MAP_NAMES.interface}`,
+    `add rule ${t} nat_prerouting ${l4} fib daddr type local dnat ip to meta l4proto . th dport map @${MAP_NAMES.any}`,
+    `flush chain ${t} nat_output`,
+    `add rule ${t} nat_output ${l4} dnat ip to meta l4proto . ip daddr . th dport map @${MAP_NAMES.address}`,
+    `add rule ${t} nat_output ${l4} fib daddr type local dnat ip to meta l4proto . th dport map @${MAP_NAMES.any}`,
+    `flush chain ${t} nat_postrouting`,
+    `add rule ${t} nat_postrouting ip saddr 127.0.0.0/8 ct status dnat masquerade`,
+    `flush chain ${t} raw_prerouting`,
+    `add rule ${t} raw_prerouting iifname != "lo" ip daddr 127.0.0.0/8 drop`,
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The whole table for guest subnet S: the skeleton plus
+ * - guest_forward (filter): replies to and from S pass; DNATed traffic to S passes (published ports,
+ *   also guest → published port of another guest); S → allowed destinations passes; S → S, S → blocked
+ *   destinations are dropped; S → anything else passes (no interface named, so egress keeps working
+ *   when the default route moves). Policy accept: traffic neither from nor to S is never judged here.
+ * - guest_input (filter): S → the host itself only for replies, ICMP echo and `guestToHost` ports;
+ *   anything else is rejected (a guest must not reach host services bound to 0.0.0.0).
+ * - guest_postrouting (srcnat): S → outside S is masqueraded, whichever interface it leaves by.
+ *
+ * An `accept` here does not override a `drop` in another table or in iptables (each base chain is
+ * judged on its own), so the host's own firewall must let guest traffic through as well.
+ *
+ * @returns nft command text, one transaction, idempotent: map elements (port mappings) survive it.
+ * @throws ValidationError for a bad table name, subnet, destination or host port (nothing rendered).
+ */
+export function renderBootstrap(spec: BootstrapSpec = {}): string {
+  const tableName = spec.table ?? DEFAULT_TABLE;
+  const t = table(tableName);
+  const s = cidrText(parseCidr(spec.subnet ?? DEFAULT_SUBNET, "subnet"));
+  const blocked = cidrSet(spec.blockedDestinations ?? DEFAULT_BLOCKED_DESTINATIONS, "blockedDestinations");
+  const allowed = cidrSet(spec.allowedDestinations ?? [], "allowedDestinations");
+  const hostPorts = (spec.guestToHost ?? []).map((p, i) => ({
+    protocol: validateProtocol(p?.protocol, `guestToHost[${i}].protocol`),
+    port: validatePort(p?.port, `guestToHost[${i}].port`),
+  }));
+
+  const lines = [
+    renderSkeleton(tableName).trimEnd(),
+    `add chain ${t} guest_forward { type filter hook forward priority filter; policy accept; }`,
+    `add chain ${t} guest_input { type filter hook input priority filter; policy accept; }`,
+    `add chain ${t} guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `flush chain ${t} guest_forward`,
+    `add rule ${t} guest_forward ip daddr ${s} ct state established,related accept`,
+    `add rule ${t} guest_forward ip saddr ${s} ct state established,related accept`,
+    `add rule ${t} guest_forward ct status dnat ip daddr ${s} accept`,
+  ];
+  if (allowed.length > 0) {
+    lines.push(`add rule ${t} guest_forward ip saddr ${s} ip daddr ${setText(allowed)} accept`);
+  }
+  lines.push(`add rule ${t} guest_forward ip saddr ${s} ip daddr ${s} drop`);
+  if (blocked.length > 0) {
+    lines.push(`add rule ${t} guest_forward ip saddr ${s} ip daddr ${setText(blocked)} drop`);
+  }
+  lines.push(
+    `add rule ${t} guest_forward ip saddr ${s} accept`,
+    `flush chain ${t} guest_input`,
+    `add rule ${t} guest_input ip saddr ${s} ct state established,related accept`,
+    `add rule ${t} guest_input ip saddr ${s} icmp type echo-request accept`,
+  );
+  for (const proto of ["tcp", "udp"] as const) {
+    const ports = [...new Set(hostPorts.filter((p) => p.protocol === proto).map((p) => p.port))];
+    if (ports.length > 0) {
+      lines.push(
+        `add rule ${t} guest_input ip saddr ${s} ${proto} dport ${setText(ports.map(String))} accept`,
+      );
+    }
+  }
+  lines.push(
+    `add rule ${t} guest_input ip saddr ${s} reject`,
+    `flush chain ${t} guest_postrouting`,
+    `add rule ${t} guest_postrouting ip saddr ${s} ip daddr != ${s} masquerade`,
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Deletes the whole table (rules and port mappings) in one transaction. The leading `add table`
+ * makes it succeed when the table is absent, without a list-then-delete race.
+ * @throws ValidationError for a bad table name.
+ */
+export function renderTeardown(tableName: string = DEFAULT_TABLE): string {
+  const t = table(tableName);
+  return `add table ${t}\ndelete table ${t}\n`;
+}
+
+function keyText(m: Mapping): string {
+  switch (m.host.kind) {
+    case "any":
+      return `${m.protocol} . ${m.hostPort}`;
+    case "address":
+      return `${m.protocol} . ${m.host.ip} . ${m.hostPort}`;
+    case "interface":
+      // validateIfName allows only [A-Za-z0-9_.-], so the quotes cannot be escaped from.
+      return `${m.protocol} . "${m.host.name}" . ${m.hostPort}`;
+  }
+}
+
+function elementText(m: Mapping): string {
+  return `{ ${keyText(m)} : ${m.guestIp} . ${m.guestPort} }`;
+}
+
+/**
+ * `create element`: adds the mapping, failing with "File exists" when its key (protocol, host side,
+ * host port) is already in the map, whatever guest it leads to (NLM_F_EXCL; nft(8) "create").
+ * @throws ValidationError for a bad table name or mapping.
+ */
+export function renderCreateElement(tableName: string, mapping: Mapping): string {
+  const m = validateMapping(mapping);
+  return `create element ${table(tableName)} ${mapOf(m.host)} ${elementText(m)}\n`;
+}
+
+/**
+ * Removes the mapping only when its key leads to exactly this guest, atomically: the `add` is a no-op
+ * for an identical element and fails with "File exists" when the key leads elsewhere (the kernel
+ * compares the data of an existing element, net/netfilter/nf_tables_api.c nft_add_set_elem), which
+ * aborts the whole transaction; for an absent key the element is added and deleted in one step.
+ * @throws ValidationError for a bad table name or mapping.
+ */
+export function renderRemoveElement(tableName: string, mapping: Mapping): string {
+  const m = validateMapping(mapping);
+  const t = table(tableName);
+  const map = mapOf(m.host);
+  return `add element ${t} ${map} ${elementText(m)}\ndelete element ${t} ${map} { ${keyText(m)} }\n`;
+}
+
+/**
+ * `get element` for the mapping's key; nft prints the element (text) or fails with "No such file or
+ * directory" when the key or the map is absent.
+ * @throws ValidationError for a bad table name or mapping.
+ */
+export function renderGetElement(tableName: string, mapping: Mapping): string {
+  const m = validateMapping(mapping);
+  return `get element ${table(tableName)} ${mapOf(m.host)} { ${keyText(m)} }\n`;
+}
+
+/**
+ * `list table` (to be run with JSON output): the maps with their elements, and the chains.
+ * @throws ValidationError for a bad table name.
+ */
+export function renderListTable(tableName: string = DEFAULT_TABLE): string {
+  return `list table ${table(tableName)}\n`;
+}
