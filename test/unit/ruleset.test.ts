@@ -1,0 +1,339 @@
+import { spawnSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { FirewallError, ValidationError } from "../../src/core/errors.js";
+import {
+  type Mapping,
+  nftErrno,
+  parseElementValue,
+  parseMappings,
+  renderBootstrap,
+  renderCreateElement,
+  renderGetElement,
+  renderListTable,
+  renderRemoveElement,
+  renderSkeleton,
+  renderTeardown,
+  validateMapping,
+  validateTableName,
+} from "../../src/firewall/index.js";
+
+const SKELETON = `add table ip microvm_net
+add map ip microvm_net pm_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
+add map ip microvm_net pm_addr { type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service; }
+add map ip microvm_net pm_iif { type inet_proto . ifname . inet_service : ipv4_addr . inet_service; }
+add chain ip microvm_net nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }
+add chain ip microvm_net nat_output { type nat hook output priority -100; policy accept; }
+add chain ip microvm_net nat_postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip microvm_net raw_prerouting { type filter hook prerouting priority raw; policy accept; }
+flush chain ip microvm_net nat_prerouting
+add rule ip microvm_net nat_prerouting meta l4proto { tcp, udp } dnat ip to meta l4proto . ip daddr . th dport map @pm_addr
+add rule ip microvm_net nat_prerouting meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . iifname . th dport map @pm_iif
+add rule ip microvm_net nat_prerouting meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . th dport map @pm_any
+flush chain ip microvm_net nat_output
+add rule ip microvm_net nat_output meta l4proto { tcp, udp } dnat ip to meta l4proto . ip daddr . th dport map @pm_addr
+add rule ip microvm_net nat_output meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . th dport map @pm_any
+flush chain ip microvm_net nat_postrouting
+add rule ip microvm_net nat_postrouting ip saddr 127.0.0.0/8 ct status dnat masquerade
+flush chain ip microvm_net raw_prerouting
+add rule ip microvm_net raw_prerouting iifname != "lo" ip daddr 127.0.0.0/8 drop
+`;
+
+const BOOTSTRAP_PART = `add chain ip microvm_net guest_forward { type filter hook forward priority filter; policy accept; }
+add chain ip microvm_net guest_input { type filter hook input priority filter; policy accept; }
+add chain ip microvm_net guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
+flush chain ip microvm_net guest_forward
+add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 ct state established,related accept
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ct state established,related accept
+add rule ip microvm_net guest_forward ct status dnat ip daddr 10.200.0.0/16 accept
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr 10.200.0.0/16 drop
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 } drop
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 accept
+flush chain ip microvm_net guest_input
+add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ct state established,related accept
+add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 icmp type echo-request accept
+add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 reject
+flush chain ip microvm_net guest_postrouting
+add rule ip microvm_net guest_postrouting ip saddr 10.200.0.0/16 ip daddr != 10.200.0.0/16 masquerade
+`;
+
+const tcpAny: Mapping = {
+  protocol: "tcp",
+  host: { kind: "any" },
+  hostPort: 8080,
+  guestIp: "10.200.0.2",
+  guestPort: 80,
+};
+const udpAddr: Mapping = {
+  protocol: "udp",
+  host: { kind: "address", ip: "192.0.2.2" },
+  hostPort: 53,
+  guestIp: "10.200.0.3",
+  guestPort: 5353,
+};
+const tcpIif: Mapping = {
+  protocol: "tcp",
+  host: { kind: "interface", name: "uplink0" },
+  hostPort: 2222,
+  guestIp: "10.200.0.4",
+  guestPort: 22,
+};
+
+describe("renderSkeleton / renderBootstrap / renderTeardown", () => {
+  it("renders the skeleton exactly", () => {
+    expect(renderSkeleton()).toBe(SKELETON);
+    expect(renderSkeleton("other_t")).toBe(SKELETON.replaceAll("ip microvm_net", "ip other_t"));
+  });
+
+  it("renders the bootstrap as skeleton + guest chains, defaults 10.200.0.0/16", () => {
+    expect(renderBootstrap()).toBe(SKELETON + BOOTSTRAP_PART);
+    // Host bits of the subnet are cleared.
+    expect(renderBootstrap({ subnet: "10.200.7.1/16" })).toBe(SKELETON + BOOTSTRAP_PART);
+  });
+
+  it("renders a custom subnet, allowed destinations, host ports, and folds nested CIDRs", () => {
+    const text = renderBootstrap({
+      table: "t2",
+      subnet: "172.31.0.0/20",
+      blockedDestinations: ["10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/16", "10.0.0.0/8"],
+      allowedDestinations: ["192.168.1.53/32"],
+      guestToHost: [
+        { protocol: "udp", port: 53 },
+        { protocol: "tcp", port: 53 },
+        { protocol: "udp", port: 53 },
+        { protocol: "udp", port: 123 },
+      ],
+    });
+    const own = text.slice(renderSkeleton("t2").length);
+    expect(
+      own,
+    ).toBe(`add chain ip t2 guest_forward { type filter hook forward priority filter; policy accept; }
+add chain ip t2 guest_input { type filter hook input priority filter; policy accept; }
+add chain ip t2 guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
+flush chain ip t2 guest_forward
+add rule ip t2 guest_forward ip daddr 172.31.0.0/20 ct state established,related accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ct state established,related accept
+add rule ip t2 guest_forward ct status dnat ip daddr 172.31.0.0/20 accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 192.168.1.53 } accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 172.31.0.0/20 drop
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 10.0.0.0/8, 192.168.0.0/16 } drop
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 accept
+flush chain ip t2 guest_input
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 ct state established,related accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 icmp type echo-request accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 tcp dport { 53 } accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 udp dport { 53, 123 } accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 reject
+flush chain ip t2 guest_postrouting
+add rule ip t2 guest_postrouting ip saddr 172.31.0.0/20 ip daddr != 172.31.0.0/20 masquerade
+`);
+    expect(renderBootstrap({ blockedDestinations: [] })).not.toContain("{ 10.0.0.0/8");
+  });
+
+  it("renders teardown as add + delete, so an absent table is success", () => {
+    expect(renderTeardown()).toBe("add table ip microvm_net\ndelete table ip microvm_net\n");
+  });
+});
+
+describe("element commands", () => {
+  it("renders create / remove / get for each host-match kind", () => {
+    expect(renderCreateElement("microvm_net", tcpAny)).toBe(
+      "create element ip microvm_net pm_any { tcp . 8080 : 10.200.0.2 . 80 }\n",
+    );
+    expect(renderCreateElement("microvm_net", udpAddr)).toBe(
+      "create element ip microvm_net pm_addr { udp . 192.0.2.2 . 53 : 10.200.0.3 . 5353 }\n",
+    );
+    expect(renderCreateElement("microvm_net", tcpIif)).toBe(
+      'create element ip microvm_net pm_iif { tcp . "uplink0" . 2222 : 10.200.0.4 . 22 }\n',
+    );
+    expect(renderRemoveElement("microvm_net", tcpIif)).toBe(
+      'add element ip microvm_net pm_iif { tcp . "uplink0" . 2222 : 10.200.0.4 . 22 }\n' +
+        'delete element ip microvm_net pm_iif { tcp . "uplink0" . 2222 }\n',
+    );
+    expect(renderGetElement("microvm_net", udpAddr)).toBe(
+      "get element ip microvm_net pm_addr { udp . 192.0.2.2 . 53 }\n",
+    );
+    expect(renderListTable("microvm_net")).toBe("list table ip microvm_net\n");
+  });
+
+  it("normalises the protocol's case", () => {
+    const m = { ...tcpAny, protocol: "TCP" } as unknown as Mapping;
+    expect(renderCreateElement("microvm_net", m)).toContain("{ tcp . 8080 :");
+  });
+});
+
+describe("no text injection", () => {
+  const hostileNames = [
+    'eth0" ; flush ruleset ; "',
+    "eth0 }\nflush ruleset",
+    "a}b",
+    "a b",
+    "a;b",
+    "",
+    "a-very-long-interface-name",
+  ];
+  it.each(hostileNames)("rejects interface name %j before rendering", (name) => {
+    const m = { ...tcpIif, host: { kind: "interface", name } } as Mapping;
+    for (const render of [renderCreateElement, renderRemoveElement, renderGetElement]) {
+      const err = (() => {
+        try {
+          render("microvm_net", m);
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).field).toBe("host.name");
+    }
+  });
+
+  it.each(["x; flush ruleset", "x\nflush ruleset", "1abc", "a-b", "", "a".repeat(65)])(
+    "rejects table name %j",
+    (t) => {
+      expect(() => renderSkeleton(t)).toThrow(ValidationError);
+      expect(() => renderTeardown(t)).toThrow(ValidationError);
+      expect(() => renderCreateElement(t, tcpAny)).toThrow(ValidationError);
+      expect(() => renderBootstrap({ table: t })).toThrow(ValidationError);
+    },
+  );
+
+  it("rejects bad addresses, ports, protocols and host kinds with the field named", () => {
+    const field = (m: unknown) => {
+      try {
+        validateMapping(m);
+      } catch (e) {
+        return (e as ValidationError).field;
+      }
+      return undefined;
+    };
+    expect(field({ ...tcpAny, guestIp: "10.200.0.2 } ; flush ruleset" })).toBe("guestIp");
+    expect(field({ ...udpAddr, host: { kind: "address", ip: "192.0.2.2/24" } })).toBe("host.ip");
+    expect(field({ ...tcpAny, hostPort: 0 })).toBe("hostPort");
+    expect(field({ ...tcpAny, guestPort: 65536 })).toBe("guestPort");
+    expect(field({ ...tcpAny, protocol: "icmp" })).toBe("protocol");
+    expect(field({ ...tcpAny, host: { kind: "everything" } })).toBe("host");
+    expect(field(null)).toBe("mapping");
+    expect(field(tcpAny)).toBeUndefined();
+  });
+
+  it("rejects a bad subnet, destination or host port in the bootstrap", () => {
+    expect(() => renderBootstrap({ subnet: "10.200.0.0/16; flush ruleset" })).toThrow(ValidationError);
+    expect(() => renderBootstrap({ blockedDestinations: ["10.0.0.0/33"] })).toThrow(
+      /blockedDestinations\[0\]/,
+    );
+    expect(() => renderBootstrap({ allowedDestinations: ["x"] })).toThrow(/allowedDestinations\[0\]/);
+    expect(() => renderBootstrap({ guestToHost: [{ protocol: "sctp" as "tcp", port: 1 }] })).toThrow(
+      /guestToHost\[0\]\.protocol/,
+    );
+  });
+
+  it("accepts ordinary table names", () => {
+    expect(validateTableName("microvm_net")).toBe("microvm_net");
+    expect(validateTableName("T9")).toBe("T9");
+  });
+});
+
+describe("parsing nft output", () => {
+  // Captured from `nft -j list table ip microvm_net` (nft 1.0.6) with three mappings, plus a map
+  // that is not ours and an element of ours with a protocol we do not publish.
+  const listed = JSON.stringify({
+    nftables: [
+      { metainfo: { version: "1.0.6", release_name: "Lester Gooch #5", json_schema_version: 1 } },
+      { table: { family: "ip", name: "microvm_net", handle: 1 } },
+      {
+        map: {
+          family: "ip",
+          name: "pm_any",
+          table: "microvm_net",
+          type: ["inet_proto", "inet_service"],
+          handle: 1,
+          map: "ipv4_addr . inet_service",
+          elem: [
+            [{ concat: ["tcp", 8080] }, { concat: ["10.200.0.2", 80] }],
+            [{ concat: ["sctp", 9] }, { concat: ["10.200.0.2", 9] }],
+          ],
+        },
+      },
+      {
+        map: {
+          family: "ip",
+          name: "pm_addr",
+          table: "microvm_net",
+          type: ["inet_proto", "ipv4_addr", "inet_service"],
+          handle: 2,
+          map: "ipv4_addr . inet_service",
+          elem: [[{ concat: ["udp", "192.0.2.2", 53] }, { concat: ["10.200.0.3", 5353] }]],
+        },
+      },
+      {
+        map: {
+          family: "ip",
+          name: "pm_iif",
+          table: "microvm_net",
+          type: ["inet_proto", "ifname", "inet_service"],
+          handle: 3,
+          map: "ipv4_addr . inet_service",
+          elem: [[{ concat: ["tcp", "uplink0", 2222] }, { concat: ["10.200.0.4", 22] }]],
+        },
+      },
+      { map: { family: "ip", name: "theirs", table: "microvm_net", elem: [[{ concat: ["tcp", 1] }, 2]] } },
+      { chain: { family: "ip", table: "microvm_net", name: "nat_prerouting", handle: 4 } },
+    ],
+  });
+
+  it("reads mappings from list JSON, skipping what is not ours", () => {
+    expect(parseMappings(listed)).toEqual([tcpAny, udpAddr, tcpIif]);
+    expect(parseMappings('{"nftables":[]}')).toEqual([]);
+  });
+
+  it("reads the guest side of a get-element text", () => {
+    expect(
+      parseElementValue(
+        'table ip microvm_net {\n\tmap pm_iif {\n\t\ttype inet_proto . ifname . inet_service : ipv4_addr . inet_service\n\t\telements = { tcp . "uplink0" . 8080 : 10.200.0.2 . 80 }\n\t}\n}\n',
+      ),
+    ).toBe("10.200.0.2:80");
+    expect(parseElementValue("table ip microvm_net {\n}\n")).toBeUndefined();
+  });
+
+  it("classifies nft error texts", () => {
+    const exists = new FirewallError("x", "Error: Could not process rule: File exists\nadd element …");
+    const absent = new FirewallError("x", "Error: No such file or directory\nadd element …");
+    expect(nftErrno(exists)).toBe("EEXIST");
+    expect(nftErrno(absent)).toBe("ENOENT");
+    expect(nftErrno(new FirewallError("x", "Error: syntax error"))).toBeUndefined();
+    expect(nftErrno(new Error("File exists"))).toBeUndefined();
+  });
+});
+
+// `nft -c` (check mode) parses and evaluates in user space, but still reads the kernel's ruleset
+// (it needs CAP_NET_ADMIN), so it runs in a throw-away user + network namespace: never the host's.
+function nftCheck(text: string): { ok: boolean; stderr: string } | undefined {
+  const r = spawnSync("unshare", ["-r", "-n", "nft", "-c", "-f", "-"], { input: text, encoding: "utf8" });
+  if (r.error || /unshare:/.test(r.stderr ?? "")) return undefined;
+  return { ok: r.status === 0, stderr: r.stderr };
+}
+const checkable = nftCheck("add table ip probe\n") !== undefined;
+if (!checkable) console.log("nft check-mode tests skipped: nft or unprivileged user namespaces unavailable");
+
+describe.skipIf(!checkable)("rendered text parses (nft -c in a throw-away namespace)", () => {
+  it("accepts the bootstrap, a custom bootstrap and every element command", () => {
+    const text =
+      renderBootstrap() +
+      renderBootstrap({
+        subnet: "172.31.0.0/20",
+        allowedDestinations: ["192.168.1.53/32"],
+        guestToHost: [{ protocol: "udp", port: 53 }],
+      }) +
+      [tcpAny, udpAddr, tcpIif].map((m) => renderCreateElement("microvm_net", m)).join("") +
+      [tcpAny, udpAddr, tcpIif].map((m) => renderRemoveElement("microvm_net", m)).join("") +
+      renderTeardown();
+    const r = nftCheck(text);
+    expect(r?.stderr).toBe("");
+    expect(r?.ok).toBe(true);
+  });
+
+  it("rejects text that does not parse (the check can fail)", () => {
+    const r = nftCheck(`${renderSkeleton()}add rule ip microvm_net nat_output dnat ip to @nowhere\n`);
+    expect(r?.ok).toBe(false);
+  });
+});
