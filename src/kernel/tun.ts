@@ -85,7 +85,8 @@ export interface TapCreateOptions {
  * @throws AlreadyExistsError when a link of that name exists (TUNSETIFF with `IFF_TUN_EXCL` gives
  *   EBUSY; without it the kernel would silently attach to the existing device). That device is untouched.
  * @throws KernelError otherwise; `isPermission` is true for EPERM/EACCES (no CAP_NET_ADMIN, or
- *   `/dev/net/tun` not usable).
+ *   `/dev/net/tun` not usable). EINVAL from TUNSETOWNER/TUNSETGROUP means the id has no mapping in
+ *   the caller's user namespace (tun.c converts it with `make_kuid`), e.g. under rootless `unshare -r`.
  */
 export function tapCreate(options: TapCreateOptions): void {
   const name = validateIfName(options.name);

@@ -1,5 +1,6 @@
 import { createSocket } from "node:dgram";
 import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AlreadyExistsError, KernelError, ValidationError } from "../../src/core/errors.js";
 import { O_CLOEXEC, O_RDWR, sysClose, sysIoctlPtr, sysOpen } from "../../src/kernel/ffi.js";
@@ -39,10 +40,21 @@ const needRoot = realRoot
   ? undefined
   : "skipped: needs real root (uid 1234/4321 do not exist in a rootless user namespace, GUIDE §4)";
 if (needRoot) console.log(`tun.test.ts: other-uid tests ${needRoot}`);
+// The owner given to tapCreate must be mapped in our user namespace: only 0 is, when rootless.
+const OWNER = realRoot ? 1234 : 0;
+/** How `ip -d` prints that owner: it resolves known ids to names. */
+const SHOWN = realRoot ? 1234 : "root";
 
 /** Runs ES module code in a fresh `node --import tsx` child (optionally under `wrapper`); returns stdout. */
 function runModule(code: string, wrapper: string[] = []): string {
-  const argv = [process.execPath, "--import", `file://${tsxLoader}`, "--input-type=module", "-e", code];
+  const argv = [
+    process.execPath,
+    "--import",
+    pathToFileURL(tsxLoader).href,
+    "--input-type=module",
+    "-e",
+    code,
+  ];
   const all = [...wrapper, ...argv];
   return sh(all[0] as string, all.slice(1)).trim();
 }
@@ -65,7 +77,7 @@ describe("ioctl numbers (include/uapi/linux/if_tun.h through asm-generic/ioctl.h
 
 kernelDescribe("tapCreate", () => {
   it("makes a persistent single-queue vnet_hdr TAP owned by the given uid/gid, left down", () => {
-    tapCreate({ name: "tap-own", uid: 1234, gid: 1234 });
+    tapCreate({ name: "tap-own", uid: OWNER, gid: OWNER });
     const l = link("tap-own");
     expect(l?.linkinfo?.info_kind).toBe("tun");
     expect(l?.linkinfo?.info_data).toMatchObject({
@@ -74,8 +86,8 @@ kernelDescribe("tapCreate", () => {
       vnet_hdr: true,
       multi_queue: false,
       persist: true,
-      user: 1234,
-      group: 1234,
+      user: SHOWN,
+      group: SHOWN,
     });
     expect(l?.num_tx_queues).toBe(1);
     expect(ipJson<Array<{ operstate: string }>>("link", "show", "tap-own")[0]?.operstate).toBe("DOWN");
@@ -90,7 +102,7 @@ kernelDescribe("tapCreate", () => {
   });
 
   it("refuses an existing name with AlreadyExistsError and leaves that device untouched (C7)", () => {
-    tapCreate({ name: "tap-dup", uid: 1234, gid: 1234 });
+    tapCreate({ name: "tap-dup", uid: OWNER, gid: OWNER });
     const before = link("tap-dup");
     let err: unknown;
     try {
@@ -102,7 +114,7 @@ kernelDescribe("tapCreate", () => {
     expect((err as AlreadyExistsError).code).toBe("ERR_ALREADY_EXISTS");
     expect(((err as Error).cause as KernelError).code).toBe("EBUSY");
     expect(link("tap-dup")).toEqual(before);
-    expect(before?.linkinfo?.info_data).toMatchObject({ user: 1234, group: 1234, vnet_hdr: true });
+    expect(before?.linkinfo?.info_data).toMatchObject({ user: SHOWN, group: SHOWN, vnet_hdr: true });
   });
 
   it("refuses the name of a link that is not a TAP, too", () => {
