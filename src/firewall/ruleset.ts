@@ -174,10 +174,14 @@ export function renderSkeleton(tableName: string = DEFAULT_TABLE): string {
  * - guest_forward (filter): replies to and from S pass; DNATed traffic to S passes (published ports,
  *   also guest → published port of another guest); S → allowed destinations passes; S → S, S → blocked
  *   destinations are dropped; S → anything else passes (no interface named, so egress keeps working
- *   when the default route moves). Policy accept: traffic neither from nor to S is never judged here.
+ *   when the default route moves); new connections from elsewhere to S are dropped, so a guest is
+ *   reachable from outside only through a published port even by a neighbour that routes S via the
+ *   host. Policy accept: traffic neither from nor to S is never judged here.
  * - guest_input (filter): S → the host itself only for replies, ICMP echo and `guestToHost` ports;
  *   anything else is rejected (a guest must not reach host services bound to 0.0.0.0).
- * - guest_postrouting (srcnat): S → outside S is masqueraded, whichever interface it leaves by.
+ * - guest_postrouting (srcnat): S → outside S is masqueraded, whichever interface it leaves by; so is
+ *   a guest's connection to a published port that leads back into S (hairpin): a guest reaching its
+ *   own published port would otherwise get a packet from its own address, which it drops as martian.
  *
  * An `accept` here does not override a `drop` in another table or in iptables (each base chain is
  * judged on its own), so the host's own firewall must let guest traffic through as well.
@@ -215,6 +219,7 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
   }
   lines.push(
     `add rule ${t} guest_forward ip saddr ${s} accept`,
+    `add rule ${t} guest_forward ip daddr ${s} drop`,
     `flush chain ${t} guest_input`,
     `add rule ${t} guest_input ip saddr ${s} ct state established,related accept`,
     `add rule ${t} guest_input ip saddr ${s} icmp type echo-request accept`,
@@ -231,6 +236,7 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
     `add rule ${t} guest_input ip saddr ${s} reject`,
     `flush chain ${t} guest_postrouting`,
     `add rule ${t} guest_postrouting ip saddr ${s} ip daddr != ${s} masquerade`,
+    `add rule ${t} guest_postrouting ip saddr ${s} ct status dnat masquerade`,
   );
   return `${lines.join("\n")}\n`;
 }

@@ -48,12 +48,14 @@ add rule ip microvm_net guest_forward ct status dnat ip daddr 10.200.0.0/16 acce
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr 10.200.0.0/16 drop
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 } drop
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 accept
+add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 drop
 flush chain ip microvm_net guest_input
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ct state established,related accept
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 icmp type echo-request accept
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 reject
 flush chain ip microvm_net guest_postrouting
 add rule ip microvm_net guest_postrouting ip saddr 10.200.0.0/16 ip daddr != 10.200.0.0/16 masquerade
+add rule ip microvm_net guest_postrouting ip saddr 10.200.0.0/16 ct status dnat masquerade
 `;
 
 const tcpAny: Mapping = {
@@ -117,6 +119,7 @@ add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 192.168.1.53 } ac
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 172.31.0.0/20 drop
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 10.0.0.0/8, 192.168.0.0/16 } drop
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 accept
+add rule ip t2 guest_forward ip daddr 172.31.0.0/20 drop
 flush chain ip t2 guest_input
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 ct state established,related accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 icmp type echo-request accept
@@ -125,6 +128,7 @@ add rule ip t2 guest_input ip saddr 172.31.0.0/20 udp dport { 53, 123 } accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 reject
 flush chain ip t2 guest_postrouting
 add rule ip t2 guest_postrouting ip saddr 172.31.0.0/20 ip daddr != 172.31.0.0/20 masquerade
+add rule ip t2 guest_postrouting ip saddr 172.31.0.0/20 ct status dnat masquerade
 `);
     expect(renderBootstrap({ blockedDestinations: [] })).not.toContain("{ 10.0.0.0/8");
   });
