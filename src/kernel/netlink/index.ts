@@ -1,0 +1,22 @@
+/**
+ * Our own rtnetlink client: a non-blocking socket (socket.ts), a pure codec (codec.ts) and one
+ * function per kernel operation (link, addr, route, neigh). IPv4 only.
+ */
+export { type Addr, type AddrSpec, addrAdd, addrDel, addrList } from "./addr.js";
+export type { NlError, NlMsg } from "./codec.js";
+export {
+  type Link,
+  linkDel,
+  linkDelGroup,
+  linkGet,
+  linkList,
+  linkSetAlias,
+  linkSetDown,
+  linkSetGroup,
+  linkSetMac,
+  linkSetMtu,
+  linkSetUp,
+} from "./link.js";
+export { type NeighSpec, neighAdd } from "./neigh.js";
+export { defaultRoute, type Route, type RouteLookup, routeGet, routeList } from "./route.js";
+export { defaultSocket, NetlinkSocket, type RequestOptions } from "./socket.js";
