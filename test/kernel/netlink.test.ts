@@ -13,6 +13,7 @@ import {
   addrDel,
   addrList,
   defaultRoute,
+  defaultSocket,
   type Link,
   linkDel,
   linkDelGroup,
@@ -90,6 +91,18 @@ kernelDescribe("rtnetlink client", () => {
     nl = NetlinkSocket.open();
   });
   afterAll(() => nl.close());
+
+  it("shares one lazily opened default socket, and reopens it after close()", async () => {
+    const first = defaultSocket();
+    expect(defaultSocket()).toBe(first);
+    expect((await linkGet(first, "lo"))?.index).toBe(1);
+    first.close();
+    const second = defaultSocket();
+    expect(second).not.toBe(first);
+    expect(second.closed).toBe(false);
+    expect((await linkGet(second, 1))?.name).toBe("lo");
+    second.close();
+  });
 
   it("looks up lo by name and by index, as ip sees it", async () => {
     const lo = await linkGet(nl, "lo");
@@ -358,6 +371,31 @@ kernelDescribe("rtnetlink client", () => {
     expect(
       ipJson<IpLink[]>("link", "show").filter((l) => l.ifname.startsWith("cc") && l.flags.includes("UP")),
     ).toHaveLength(n);
+    expect(nl.pendingCount).toBe(0);
+
+    // Slow requests (sent from the thread pool) are answered after fast ones sent later: each answer
+    // must still reach its own request.
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => "ok",
+        (e: KernelError) => e.code,
+      );
+    const at = (i: number) => idx[i] as number;
+    const mixed = await Promise.all([
+      outcome(linkDel(nl, 999_990)),
+      outcome(linkDel(nl, at(1))),
+      outcome(linkSetMtu(nl, at(2), 1280)),
+      outcome(addrAdd(nl, { index: at(0), local: "10.211.0.1", prefix: 24 })),
+      outcome(linkDel(nl, at(3))),
+      outcome(linkSetMtu(nl, at(4), 10)),
+      outcome(linkGet(nl, at(5)).then((l) => expect(l?.name).toBe("cc5"))),
+      outcome(linkDel(nl, 999_991)),
+      outcome(linkSetUp(nl, 999_992)),
+      outcome(linkList(nl).then((ls) => expect(ls.map((l) => l.name)).toContain("cc6"))),
+    ]);
+    expect(mixed).toEqual(["ENODEV", "ok", "ok", "EEXIST", "ok", "EINVAL", "ok", "ENODEV", "ENODEV", "ok"]);
+    expect(ipLink("cc2").mtu).toBe(1280);
+    expect(linkExists("cc1") || linkExists("cc3")).toBe(false);
     expect(nl.pendingCount).toBe(0);
   });
 

@@ -266,7 +266,7 @@ export class NetlinkSocket {
       this.updateRef();
       if (opts.slow) {
         this.asyncSends++;
-        sendAsync(this.fd, msg, msg.length, 0, (err, res) => {
+        const done = (err: unknown, res: number) => {
           // errno must be read first, inside the callback (koffi exposes the worker's errno here).
           const errno = lastErrno();
           this.asyncSends--;
@@ -277,7 +277,12 @@ export class NetlinkSocket {
           if (err) this.settle(seq, err instanceof Error ? err : new Error(String(err)));
           else if (Number(res) < 0) this.settle(seq, new KernelError("send", errno, context));
           // A reply that arrived before this callback was already picked up by the poll handler.
-        });
+        };
+        try {
+          sendAsync(this.fd, msg, msg.length, 0, done);
+        } catch (err) {
+          done(err, -1); // koffi refused the call itself
+        }
         return;
       }
       try {
