@@ -74,6 +74,60 @@ type PollFn = (
   cb: (status: number, events: { readable: boolean }) => void,
 ) => PollHandle;
 
+/**
+ * The socket's I/O, separated from the request bookkeeping so that bookkeeping can be tested
+ * against a scripted kernel. {@link NetlinkSocket.open} uses the real one (koffi → libc).
+ */
+export interface NetlinkIo {
+  /** File descriptor, for diagnostics (-1 when there is none). */
+  readonly fd: number;
+  /** Sends on the calling thread. @throws KernelError. */
+  send(buf: Buffer): void;
+  /** Sends from libuv's thread pool; `done` gets a KernelError on failure. `buf` must stay untouched until then. */
+  sendAsync(buf: Buffer, done: (err?: Error) => void): void;
+  /**
+   * Receives one datagram into `buf` with MSG_TRUNC semantics: returns the datagram's real length
+   * (greater than `buf.length` when it was truncated), or -1 when nothing is queued.
+   * @throws KernelError (ENOBUFS when the receive queue overflowed and datagrams were lost).
+   */
+  recv(buf: Buffer): number;
+  /** Calls `onReadable` whenever data may be queued, or with an error. Starts unreferenced. */
+  watch(onReadable: (err?: Error) => void): { ref(): void; unref(): void; close(): void };
+  /** Closes the descriptor. Called once, after the last async send has returned. */
+  close(): void;
+}
+
+function kernelIo(fd: number): NetlinkIo {
+  return {
+    fd,
+    send: (buf) => {
+      sysSend(fd, buf, "netlink send");
+    },
+    sendAsync: (buf, done) => {
+      try {
+        sendAsync(fd, buf, buf.length, 0, (err, res) => {
+          // errno must be read first, inside the callback (koffi exposes the worker's errno here).
+          const errno = lastErrno();
+          if (err) done(err instanceof Error ? err : new Error(String(err)));
+          else if (Number(res) < 0) done(new KernelError("send", errno, "netlink send"));
+          else done();
+        });
+      } catch (err) {
+        done(err as Error); // koffi refused the call itself
+      }
+    },
+    recv: (buf) => sysRecv(fd, buf, MSG_TRUNC, "netlink receive"),
+    watch: (onReadable) => {
+      const h = (koffi.node.poll as unknown as PollFn)(fd, { readable: true }, (status) => {
+        onReadable(status < 0 ? new KernelError("poll", -status, "netlink receive") : undefined);
+      });
+      h.unref();
+      return h;
+    },
+    close: () => sysClose(fd),
+  };
+}
+
 /** Options of {@link NetlinkSocket.request} and {@link NetlinkSocket.dump}. */
 export interface RequestOptions {
   /**
@@ -95,6 +149,12 @@ interface Pending {
   reject(err: Error): void;
 }
 
+/** A failed send() names the request it carried in its context. */
+function sendError(err: Error, type: number, context: string): Error {
+  if (!(err instanceof KernelError)) return err;
+  return new KernelError(err.syscall, err.errno, `${context} (${messageTypeName(type)})`);
+}
+
 function closedError(): MvnetError {
   return new MvnetError("ERR_NETLINK_CLOSED", "netlink socket is closed");
 }
@@ -109,7 +169,8 @@ function closedError(): MvnetError {
 export class NetlinkSocket {
   /** The socket's file descriptor (for diagnostics; do not read from it). */
   readonly fd: number;
-  private poller: PollHandle | undefined;
+  private readonly io: NetlinkIo;
+  private watcher: ReturnType<NetlinkIo["watch"]> | undefined;
   private readonly pending = new Map<number, Pending>();
   private seq = 0;
   private rbuf = Buffer.alloc(RECV_BUF_BYTES);
@@ -117,13 +178,14 @@ export class NetlinkSocket {
   private asyncSends = 0;
   private closedFlag = false;
 
-  private constructor(fd: number) {
-    this.fd = fd;
-    this.poller = (koffi.node.poll as unknown as PollFn)(fd, { readable: true }, (status) => {
-      if (status < 0) this.failAll(new KernelError("poll", -status, "netlink receive"));
+  /** Wraps an already configured socket. Tests pass a scripted {@link NetlinkIo}; others use {@link open}. */
+  constructor(io: NetlinkIo) {
+    this.io = io;
+    this.fd = io.fd;
+    this.watcher = io.watch((err) => {
+      if (err) this.failAll(err);
       else this.drain();
     });
-    this.poller.unref();
   }
 
   /**
@@ -153,7 +215,7 @@ export class NetlinkSocket {
       const addr = Buffer.alloc(12);
       addr.writeUInt16LE(AF_NETLINK, 0);
       sysBind(fd, addr, ctx);
-      return new NetlinkSocket(fd);
+      return new NetlinkSocket(kernelIo(fd));
     } catch (err) {
       sysClose(fd);
       throw err;
@@ -210,10 +272,10 @@ export class NetlinkSocket {
   close(): void {
     if (this.closedFlag) return;
     this.closedFlag = true;
-    this.poller?.close();
-    this.poller = undefined;
+    this.watcher?.close();
+    this.watcher = undefined;
     this.failAll(closedError());
-    if (this.asyncSends === 0) sysClose(this.fd);
+    if (this.asyncSends === 0) this.io.close();
   }
 
   private async dumpNow(type: number, body: Buffer, opts: RequestOptions): Promise<NlMsg[]> {
@@ -266,29 +328,21 @@ export class NetlinkSocket {
       this.updateRef();
       if (opts.slow) {
         this.asyncSends++;
-        const done = (err: unknown, res: number) => {
-          // errno must be read first, inside the callback (koffi exposes the worker's errno here).
-          const errno = lastErrno();
+        this.io.sendAsync(msg, (err) => {
           this.asyncSends--;
           if (this.closedFlag) {
-            if (this.asyncSends === 0) sysClose(this.fd);
+            if (this.asyncSends === 0) this.io.close();
             return;
           }
-          if (err) this.settle(seq, err instanceof Error ? err : new Error(String(err)));
-          else if (Number(res) < 0) this.settle(seq, new KernelError("send", errno, context));
-          // A reply that arrived before this callback was already picked up by the poll handler.
-        };
-        try {
-          sendAsync(this.fd, msg, msg.length, 0, done);
-        } catch (err) {
-          done(err, -1); // koffi refused the call itself
-        }
+          // A reply that arrived before this callback was already picked up by the watcher.
+          if (err) this.settle(seq, sendError(err, type, context));
+        });
         return;
       }
       try {
-        sysSend(this.fd, msg, context);
+        this.io.send(msg);
       } catch (err) {
-        this.settle(seq, err as Error);
+        this.settle(seq, sendError(err as Error, type, context));
         return;
       }
       // The kernel answered inside send(); reading now keeps the receive queue short when many
@@ -302,7 +356,7 @@ export class NetlinkSocket {
     while (!this.closedFlag) {
       let n: number;
       try {
-        n = sysRecv(this.fd, this.rbuf, MSG_TRUNC, "netlink receive");
+        n = this.io.recv(this.rbuf);
       } catch (err) {
         this.failAll(err as Error);
         // ENOBUFS: the queue overflowed and replies were lost; the socket itself is fine.
@@ -385,9 +439,9 @@ export class NetlinkSocket {
   }
 
   private updateRef(): void {
-    if (!this.poller) return;
-    if (this.pending.size > 0) this.poller.ref();
-    else this.poller.unref();
+    if (!this.watcher) return;
+    if (this.pending.size > 0) this.watcher.ref();
+    else this.watcher.unref();
   }
 }
 
