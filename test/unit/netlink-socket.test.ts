@@ -192,6 +192,16 @@ describe("NetlinkSocket bookkeeping", () => {
     const nl = new NetlinkSocket(k);
     expect((await nl.dump(C.RTM_GETLINK, body)).map(marker)).toEqual(["new1", "new2"]);
     expect(k.requests).toHaveLength(2);
+
+    // The flag may come on NLMSG_DONE alone.
+    n = 0;
+    k.answer = (req) => {
+      if (++n > 1) return [part(req, "fresh"), done(req)];
+      const d = done(req);
+      d.writeUInt16LE(C.NLM_F_MULTI | C.NLM_F_DUMP_INTR, 6);
+      return [part(req, "stale"), d];
+    };
+    expect((await nl.dump(C.RTM_GETLINK, body)).map(marker)).toEqual(["fresh"]);
   });
 
   it("gives up with EINTR after three inconsistent dumps in a row", async () => {

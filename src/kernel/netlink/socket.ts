@@ -408,6 +408,8 @@ export class NetlinkSocket {
       }
       case NLMSG_DONE: {
         if (!p.dump) return;
+        // netlink_dump_done() checks consistency too, so the flag can come on DONE alone.
+        if (m.flags & NLM_F_DUMP_INTR) p.interrupted = true;
         const e = decodeDone(m);
         this.settle(m.seq, e.errno === 0 ? undefined : this.kernelError(p, e));
         return;
