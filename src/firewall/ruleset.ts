@@ -278,6 +278,29 @@ export function renderCreateElement(tableName: string, mapping: Mapping): string
 }
 
 /**
+ * `add element`: adds the mapping; a no-op when exactly this element exists, "File exists" when its key
+ * leads to another guest (the kernel compares the data of an existing element,
+ * net/netfilter/nf_tables_api.c nft_add_set_elem).
+ * @throws ValidationError for a bad table name or mapping.
+ */
+export function renderAddElement(tableName: string, mapping: Mapping): string {
+  const m = validateMapping(mapping);
+  return `add element ${table(tableName)} ${mapOf(m.host)} ${elementText(m)}\n`;
+}
+
+/**
+ * Succeeds — changing nothing — only when the mapping's key is absent: the `create` fails with "File
+ * exists" for any existing element of that key, which aborts the transaction.
+ * @throws ValidationError for a bad table name or mapping.
+ */
+export function renderProbeAbsent(tableName: string, mapping: Mapping): string {
+  const m = validateMapping(mapping);
+  const t = table(tableName);
+  const map = mapOf(m.host);
+  return `create element ${t} ${map} ${elementText(m)}\ndelete element ${t} ${map} { ${keyText(m)} }\n`;
+}
+
+/**
  * Removes the mapping only when its key leads to exactly this guest, atomically: the `add` is a no-op
  * for an identical element and fails with "File exists" when the key leads elsewhere (the kernel
  * compares the data of an existing element, net/netfilter/nf_tables_api.c nft_add_set_elem), which
@@ -293,7 +316,8 @@ export function renderRemoveElement(tableName: string, mapping: Mapping): string
 
 /**
  * `get element` for the mapping's key; nft prints the element (text) or fails with "No such file or
- * directory" when the key or the map is absent.
+ * directory" when the key or the map is absent. nft 1.0.6 loads the whole map to answer it after
+ * any change, so it costs O(mappings).
  * @throws ValidationError for a bad table name or mapping.
  */
 export function renderGetElement(tableName: string, mapping: Mapping): string {
