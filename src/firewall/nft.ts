@@ -126,13 +126,13 @@ export class LibNftables implements NftApplier {
   }
 
   run(commands: string, opts: RunOptions = {}): Promise<string> {
+    if (this.#closed) return Promise.reject(new UnsupportedError("the libnftables context is closed"));
     const p = this.#queue.then(() => this.#runNow(commands, opts.json === true));
     this.#queue = p.catch(() => undefined);
     return p;
   }
 
   async #runNow(commands: string, json: boolean): Promise<string> {
-    if (this.#closed) throw new UnsupportedError("the libnftables context is closed");
     const lib = this.#lib;
     // JSON output also makes libnftables try the input as JSON first, so it is set per run.
     lib.setFlags(this.#ctx, json ? NFT_CTX_OUTPUT_JSON : 0);

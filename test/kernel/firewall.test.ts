@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ConflictError, FirewallError, ValidationError } from "../../src/core/errors.js";
+import { ConflictError, FirewallError, UnsupportedError, ValidationError } from "../../src/core/errors.js";
 import {
   addMapping,
   bootstrapFirewall,
@@ -201,6 +201,23 @@ kernelDescribe("firewall table", () => {
     const viaProc = await scenario(proc);
     expect(viaProc).toEqual(viaLib);
     expect(JSON.stringify(viaLib)).toContain("uplink0");
+  });
+
+  it("serializes concurrent changes on one context, and refuses runs after close", async () => {
+    await teardownFirewall(lib);
+    const many = Array.from({ length: 64 }, (_, i) => ({ ...web, hostPort: 30000 + i }));
+    const added = await Promise.all(many.map((m) => addMapping(lib, TABLE, m)));
+    expect(added.every((a) => a)).toBe(true);
+    expect(mapElements("pm_any")).toHaveLength(64);
+    const removed = await Promise.all(many.map((m) => removeMapping(lib, TABLE, m)));
+    expect(new Set(removed)).toEqual(new Set(["removed"]));
+    expect(mapElements("pm_any")).toHaveLength(0);
+
+    const other = await openNft();
+    const queued = other.run("list tables\n");
+    other.close();
+    await expect(queued).resolves.toBeTypeOf("string"); // queued before close: still runs
+    await expect(other.run("list tables\n")).rejects.toThrow(UnsupportedError);
   });
 
   it("reports nft's own text, and rejects hostile input before nft sees it", async () => {

@@ -6,10 +6,12 @@ import {
   nftErrno,
   parseElementValue,
   parseMappings,
+  renderAddElement,
   renderBootstrap,
   renderCreateElement,
   renderGetElement,
   renderListTable,
+  renderProbeAbsent,
   renderRemoveElement,
   renderSkeleton,
   renderTeardown,
@@ -153,6 +155,13 @@ describe("element commands", () => {
       'add element ip microvm_net pm_iif { tcp . "uplink0" . 2222 : 10.200.0.4 . 22 }\n' +
         'delete element ip microvm_net pm_iif { tcp . "uplink0" . 2222 }\n',
     );
+    expect(renderAddElement("microvm_net", tcpAny)).toBe(
+      "add element ip microvm_net pm_any { tcp . 8080 : 10.200.0.2 . 80 }\n",
+    );
+    expect(renderProbeAbsent("microvm_net", udpAddr)).toBe(
+      "create element ip microvm_net pm_addr { udp . 192.0.2.2 . 53 : 10.200.0.3 . 5353 }\n" +
+        "delete element ip microvm_net pm_addr { udp . 192.0.2.2 . 53 }\n",
+    );
     expect(renderGetElement("microvm_net", udpAddr)).toBe(
       "get element ip microvm_net pm_addr { udp . 192.0.2.2 . 53 }\n",
     );
@@ -177,7 +186,13 @@ describe("no text injection", () => {
   ];
   it.each(hostileNames)("rejects interface name %j before rendering", (name) => {
     const m = { ...tcpIif, host: { kind: "interface", name } } as Mapping;
-    for (const render of [renderCreateElement, renderRemoveElement, renderGetElement]) {
+    for (const render of [
+      renderCreateElement,
+      renderAddElement,
+      renderProbeAbsent,
+      renderRemoveElement,
+      renderGetElement,
+    ]) {
       const err = (() => {
         try {
           render("microvm_net", m);
@@ -329,7 +344,9 @@ describe.skipIf(!checkable)("rendered text parses (nft -c in a throw-away namesp
         guestToHost: [{ protocol: "udp", port: 53 }],
       }) +
       [tcpAny, udpAddr, tcpIif].map((m) => renderCreateElement("microvm_net", m)).join("") +
+      [tcpAny, udpAddr, tcpIif].map((m) => renderAddElement("microvm_net", m)).join("") +
       [tcpAny, udpAddr, tcpIif].map((m) => renderRemoveElement("microvm_net", m)).join("") +
+      [tcpAny, udpAddr, tcpIif].map((m) => renderProbeAbsent("microvm_net", m)).join("") +
       renderTeardown();
     const r = nftCheck(text);
     expect(r?.stderr).toBe("");
