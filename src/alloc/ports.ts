@@ -56,8 +56,8 @@ export interface PortRange {
 export const DEFAULT_PORT_RANGE: Readonly<PortRange> = Object.freeze({ start: 30000, end: 32767 });
 
 /**
- * How many candidate ports an ephemeral allocation may find busy on the host (per the probe)
- * before it gives up with ExhaustedError. Bounds the cost of one call when the host uses much
+ * How many candidate ports one ephemeral allocation may find busy on the host (per the probe)
+ * before it gives up with ExhaustedError (fewer when the range itself is smaller). Bounds the cost of one call when the host uses much
  * of the range.
  */
 export const MAX_PROBE_ATTEMPTS = 64;
@@ -145,8 +145,7 @@ export class PortManager {
    *
    * @param requestedPort 0 for any free port of the ephemeral range (next-fit from just past the
    *   previous ephemeral port of the same protocol, wrapping; a port just released is not handed
-   *   out again at once),
-   *   or a specific port 1–65535, inside the range or not.
+   *   out again at once), or a specific port 1–65535, inside the range or not.
    * @param protocol `tcp` or `udp` (any case).
    * @param hostInterface where the port is published: `""` or `0.0.0.0` (every IPv4 address),
    *   an IPv4 address, an IPv6 address without zone (`::` is every address), or an interface name,
@@ -163,8 +162,8 @@ export class PortManager {
    * @throws UnsupportedError when `hostInterface` is an interface name and there is no probe.
    * @throws ConflictError when another allocation clashes (message and `owner` give its vmId), or
    *   when the probe says another process on the host holds the port (`owner` undefined).
-   * @throws ExhaustedError when port 0 finds no free port in the range, or MAX_PROBE_ATTEMPTS
-   *   candidates in a row are busy on the host.
+   * @throws ExhaustedError when port 0 finds no free port in the range, or when the probe reports
+   *   min(MAX_PROBE_ATTEMPTS, range size) candidates busy during this call.
    * @throws MvnetError (code `ERR_CANCELLED`) when the allocation was released (release or
    *   releaseVm) while its host check was still running.
    * Errors from the probe itself propagate unchanged, with the reservation rolled back.
