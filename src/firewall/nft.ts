@@ -125,6 +125,7 @@ export class LibNftables implements NftApplier {
     return new LibNftables(lib, ctx);
   }
 
+  /** See {@link NftApplier.run}; queued behind earlier runs of this context. */
   run(commands: string, opts: RunOptions = {}): Promise<string> {
     if (this.#closed) return Promise.reject(new UnsupportedError("the libnftables context is closed"));
     const p = this.#queue.then(() => this.#runNow(commands, opts.json === true));
@@ -148,6 +149,7 @@ export class LibNftables implements NftApplier {
     return out;
   }
 
+  /** Refuses new runs; frees the context (`nft_ctx_free`) once the queued runs are done. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -170,6 +172,7 @@ export class NftProcess implements NftApplier {
     this.#path = path;
   }
 
+  /** See {@link NftApplier.run}; one `nft` process per call. */
   async run(commands: string, opts: RunOptions = {}): Promise<string> {
     if (this.#closed) throw new UnsupportedError("the nft applier is closed");
     if (!opts.json) return this.#spawn(["-f", "-"], commands);
@@ -214,6 +217,7 @@ export class NftProcess implements NftApplier {
     });
   }
 
+  /** Refuses further runs (there is nothing to free). */
   close(): void {
     this.#closed = true;
   }
