@@ -70,9 +70,14 @@ export interface Internet {
 /**
  * Makes a veth pair to a second namespace that plays "the internet", with documentation ranges only
  * (RFC 5737): host 192.0.2.2/24 on `uplink`, gateway 192.0.2.1, a remote host 198.51.100.10, and a
- * default route through it.
+ * default route through it (unless `defaultRoute` is false).
  */
-export function makeInternet(ns = "inet", uplink = "uplink0", subnet3 = "192.0.2"): Internet {
+export function makeInternet(
+  ns = "inet",
+  uplink = "uplink0",
+  subnet3 = "192.0.2",
+  defaultRoute = true,
+): Internet {
   const hostIp = `${subnet3}.2`;
   const gatewayIp = `${subnet3}.1`;
   const remoteIp = "198.51.100.10";
@@ -84,6 +89,6 @@ export function makeInternet(ns = "inet", uplink = "uplink0", subnet3 = "192.0.2
   sh("ip", ["-n", ns, "addr", "add", `${gatewayIp}/24`, "dev", "wan0"]);
   sh("ip", ["-n", ns, "addr", "add", `${remoteIp}/32`, "dev", "lo"]);
   sh("ip", ["-n", ns, "link", "set", "wan0", "up"]);
-  sh("ip", ["route", "add", "default", "via", gatewayIp, "dev", uplink]);
+  if (defaultRoute) sh("ip", ["route", "add", "default", "via", gatewayIp, "dev", uplink]);
   return { ns, uplink, hostIp, gatewayIp, remoteIp };
 }

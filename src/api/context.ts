@@ -1,0 +1,77 @@
+/**
+ * The handles the seed-style API works through: one rtnetlink socket, one nftables applier, and the
+ * names that mark what is ours. A process normally uses the lazily made default; tests and embedders
+ * can pass their own.
+ */
+import { type NftApplier, openNft } from "../firewall/index.js";
+import { defaultSocket, type NetlinkSocket } from "../kernel/netlink/index.js";
+import { DEFAULT_STATE_DIR } from "../store/bootstrap-state.js";
+
+/** Default range for microVM addresses; the host side of every TAP is its first address. */
+export const SUBNET = "10.200.0.0/16";
+
+/** Interface alias (IFLA_IFALIAS) that marks a TAP as made by this library. */
+export const TAP_ALIAS = "microvm-net";
+
+/**
+ * Default interface group (IFLA_GROUP) of our TAPs: "mv" in ASCII. A group delete removes every link
+ * in the group, so it must be a number nothing else on the host uses (see GUIDE §3).
+ */
+export const DEFAULT_TAP_GROUP = 0x6d76;
+
+/** Default name of our nftables table (family ip). */
+export const DEFAULT_TABLE = "microvm_net";
+
+/** Options shared by the API functions; every field has a default. */
+export interface NetworkOptions {
+  /** nftables table name (family ip). Default {@link DEFAULT_TABLE}. */
+  table?: string;
+  /** Interface group our TAPs join. Default {@link DEFAULT_TAP_GROUP}. */
+  group?: number;
+  /** Directory of the bootstrap state file. Default `/run/microvm-net`. */
+  stateDir?: string;
+  /** rtnetlink socket to use. Default: a process-wide socket opened on first use. */
+  netlink?: NetlinkSocket;
+  /** nftables applier to use. Default: a process-wide libnftables context (or `nft -f -`). */
+  nft?: NftApplier;
+}
+
+/** Options with every default filled in. */
+export interface Context {
+  table: string;
+  group: number;
+  stateDir: string;
+  netlink: NetlinkSocket;
+  nft: () => Promise<NftApplier>;
+}
+
+let sharedNetlink: NetlinkSocket | undefined;
+let sharedNft: Promise<NftApplier> | undefined;
+
+function sharedApplier(): Promise<NftApplier> {
+  if (!sharedNft) sharedNft = openNft();
+  return sharedNft;
+}
+
+/** Fills in defaults; opens the shared netlink socket lazily (nftables only when first needed). */
+export function context(options: NetworkOptions = {}): Context {
+  if (!options.netlink) sharedNetlink = defaultSocket();
+  const netlink = options.netlink ?? (sharedNetlink as NetlinkSocket);
+  const given = options.nft;
+  return {
+    table: options.table ?? DEFAULT_TABLE,
+    group: options.group ?? DEFAULT_TAP_GROUP,
+    stateDir: options.stateDir ?? DEFAULT_STATE_DIR,
+    netlink,
+    nft: given ? async () => given : sharedApplier,
+  };
+}
+
+/** Closes the process-wide handles (the CLI calls this before exiting). Safe to call twice. */
+export async function closeShared(): Promise<void> {
+  sharedNetlink?.close();
+  sharedNetlink = undefined;
+  const nft = sharedNft;
+  sharedNft = undefined;
+  if (nft) (await nft).close();
+}

@@ -1,0 +1,170 @@
+/**
+ * TAP devices for microVMs: created by ioctl on /dev/net/tun, configured through rtnetlink, marked as
+ * ours (interface alias and group) so that nothing we do ever touches a device we did not make.
+ */
+import { KernelError, NotOursError, ValidationError } from "../core/errors.js";
+import { parseCidr, validateId, validateIfName, validateIPv4 } from "../core/validate.js";
+import {
+  addrAdd,
+  type Link,
+  linkDel,
+  linkGet,
+  linkList,
+  linkSetAlias,
+  linkSetGroup,
+  linkSetMtu,
+  linkSetUp,
+} from "../kernel/netlink/index.js";
+import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
+import { tapCreate } from "../kernel/tun.js";
+import { type Context, context, type NetworkOptions, TAP_ALIAS } from "./context.js";
+
+/** Per-TAP options. */
+export interface TapOptions extends NetworkOptions {
+  /** MTU in bytes, 68–65535 (IPv4 minimum, RFC 791). Default: the kernel's (1500). */
+  mtu?: number;
+  /** Owner uid of the TAP (the VMM's uid). Default: unset (root or CAP_NET_ADMIN only can open it). */
+  uid?: number;
+  /** Owner gid of the TAP. */
+  gid?: number;
+}
+
+/** What we report about one of our TAPs. */
+export interface TapInfo {
+  name: string;
+  index: number;
+  mtu: number;
+  mac: string;
+  up: boolean;
+  group: number;
+}
+
+function validateMtu(mtu: unknown): number | undefined {
+  if (mtu === undefined) return undefined;
+  if (typeof mtu !== "number" || !Number.isInteger(mtu) || mtu < 68 || mtu > 65535) {
+    throw new ValidationError("mtu", `${String(mtu)} is not an MTU in 68-65535`, "ERR_INVALID_MTU");
+  }
+  return mtu;
+}
+
+/** True when the link is a TAP made by this library. */
+export function isOurTap(link: Link, group?: number): boolean {
+  return link.kind === "tun" && link.alias === TAP_ALIAS && (group === undefined || link.group === group);
+}
+
+interface Address {
+  local: string;
+  prefix: number;
+  peer?: string;
+}
+
+/**
+ * The shared body of createTap / createPointToPointTap: TAP by ioctl, then rtnetlink. Any failure
+ * after the TAP exists deletes it again, so the call is all-or-nothing.
+ */
+async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptions): Promise<TapInfo> {
+  tapCreate({ name, uid: opts.uid, gid: opts.gid });
+  const link = await linkGet(ctx.netlink, name);
+  if (!link) throw new KernelError("RTM_GETLINK", 19, `TAP ${name} vanished right after creation`);
+  try {
+    // No IPv6 until it is filtered like IPv4: no link-local address, no router advertisements.
+    // Written before the link goes up, so no address is ever configured.
+    try {
+      sysctlSet(ifaceSysctlPath("ipv6", name, "disable_ipv6"), "1");
+    } catch (e) {
+      if (!(e instanceof KernelError && e.errno === 2)) throw e; // ENOENT: IPv6 is not built in
+    }
+    await linkSetAlias(ctx.netlink, link.index, TAP_ALIAS);
+    await linkSetGroup(ctx.netlink, link.index, ctx.group);
+    if (opts.mtu !== undefined) await linkSetMtu(ctx.netlink, link.index, opts.mtu);
+    await addrAdd(ctx.netlink, {
+      index: link.index,
+      local: addr.local,
+      prefix: addr.prefix,
+      peer: addr.peer,
+    });
+    await linkSetUp(ctx.netlink, link.index);
+  } catch (e) {
+    await linkDel(ctx.netlink, link.index).catch(() => undefined);
+    throw e;
+  }
+  const done = await linkGet(ctx.netlink, link.index);
+  return {
+    name,
+    index: link.index,
+    mtu: done?.mtu ?? link.mtu,
+    mac: done?.mac ?? link.mac ?? "",
+    up: done?.up ?? true,
+    group: ctx.group,
+  };
+}
+
+/**
+ * Creates a persistent TAP (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, single queue, as Firecracker opens it),
+ * gives it the address `cidr` (e.g. `10.200.0.1/24`) and brings it up.
+ * @param name interface name, 1–15 bytes of `[A-Za-z0-9_.-]`.
+ * @throws ValidationError before anything is touched; AlreadyExistsError when the name exists (the
+ *   existing device is left untouched); KernelError (e.g. EPERM without CAP_NET_ADMIN).
+ */
+export async function createTap(name: string, cidr: string, options: TapOptions = {}): Promise<TapInfo> {
+  validateIfName(name);
+  const c = parseCidr(cidr);
+  validateMtu(options.mtu);
+  if (options.uid !== undefined) validateId(options.uid, "uid");
+  if (options.gid !== undefined) validateId(options.gid, "gid");
+  return makeTap(context(options), name, { local: c.address, prefix: c.prefix }, options);
+}
+
+/**
+ * Creates a TAP with a point-to-point pair: the host side gets `hostIp/32` with `guestIp` as its peer,
+ * so the kernel routes exactly that guest through this TAP. Owned by `uid`/`gid` so that an
+ * unprivileged VMM (Firecracker's jailer uid) can open it.
+ * @throws ValidationError, AlreadyExistsError, KernelError — see {@link createTap}.
+ */
+export async function createPointToPointTap(
+  name: string,
+  hostIp: string,
+  guestIp: string,
+  uid: number,
+  gid: number,
+  options: TapOptions = {},
+): Promise<TapInfo> {
+  validateIfName(name);
+  const local = validateIPv4(hostIp, "hostIp");
+  const peer = validateIPv4(guestIp, "guestIp");
+  if (local === peer) throw new ValidationError("guestIp", "must differ from hostIp");
+  validateId(uid, "uid");
+  validateId(gid, "gid");
+  validateMtu(options.mtu);
+  return makeTap(context(options), name, { local, prefix: 32, peer }, { ...options, uid, gid });
+}
+
+/**
+ * Deletes one of our TAPs. A name that does not exist is success (the goal is reached).
+ * @throws ValidationError for a bad name; NotOursError when the device exists but was not made by
+ *   this library (e.g. `eth0`), which is then left alone; KernelError for any other failure (EPERM
+ *   without CAP_NET_ADMIN is never mistaken for "already gone").
+ */
+export async function deleteTap(name: string, options: NetworkOptions = {}): Promise<void> {
+  validateIfName(name);
+  const ctx = context(options);
+  const link = await linkGet(ctx.netlink, name);
+  if (!link) return;
+  if (!isOurTap(link))
+    throw new NotOursError(`${name} is not a TAP made by microvm-net; refusing to delete it`);
+  try {
+    await linkDel(ctx.netlink, link.index);
+  } catch (e) {
+    if (e instanceof KernelError && e.errno === 19) return; // ENODEV: deleted meanwhile
+    throw e;
+  }
+}
+
+/** Lists the TAPs made by this library in the current network namespace. */
+export async function listTaps(options: NetworkOptions = {}): Promise<TapInfo[]> {
+  const ctx = context(options);
+  const links = await linkList(ctx.netlink);
+  return links
+    .filter((l) => isOurTap(l))
+    .map((l) => ({ name: l.name, index: l.index, mtu: l.mtu, mac: l.mac ?? "", up: l.up, group: l.group }));
+}

@@ -1,0 +1,182 @@
+/**
+ * `mvnet`: the command line over the library. Human output by default, `--json` for machines; exit
+ * codes in ./exit.ts.
+ */
+import { Command, InvalidArgumentError, Option } from "commander";
+import { bootstrap, teardown } from "../api/bootstrap.js";
+import { closeShared, type NetworkOptions } from "../api/context.js";
+import { addPortMapping, listPortMappings, removePortMapping } from "../api/portmap.js";
+import { createPointToPointTap, createTap, deleteTap, listTaps } from "../api/tap.js";
+import { runDemo } from "./demo.js";
+import { EXIT, reportError } from "./exit.js";
+import { formatMappings, formatStatus, formatTaps } from "./format.js";
+import { reexecInNetns } from "./netns.js";
+import { readStatus } from "./status.js";
+
+function int(value: string): number {
+  if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError("not an integer");
+  return Number(value);
+}
+
+interface Global {
+  json?: boolean;
+  table?: string;
+  stateDir?: string;
+  netns?: string;
+}
+
+function build(): Command {
+  const program = new Command("mvnet")
+    .description("Host networking for Firecracker microVMs: TAPs, addresses, published ports, NAT.")
+    .option("--json", "machine-readable output")
+    .option("--netns <name>", "act inside the network namespace made by `ip netns add <name>`")
+    .option("--table <name>", "nftables table (family ip) to use", undefined)
+    .option("--state-dir <dir>", "where bootstrap records what it changed", undefined)
+    .showHelpAfterError()
+    .exitOverride();
+
+  const g = (): Global => program.opts<Global>();
+  const opts = (): NetworkOptions => ({ table: g().table, stateDir: g().stateDir });
+  const out = (human: string, data: unknown) =>
+    process.stdout.write(
+      g().json ? `${JSON.stringify(data, null, 2)}\n` : human.endsWith("\n") ? human : `${human}\n`,
+    );
+
+  program
+    .command("bootstrap")
+    .description("enable forwarding and install NAT and guest isolation for the subnet (idempotent)")
+    .option("--subnet <cidr>", "guest address range", "10.200.0.0/16")
+    .action(async (o: { subnet: string }) => {
+      const subnet = await bootstrap({ ...opts(), subnet: o.subnet });
+      out(`bootstrapped ${subnet}`, { subnet });
+    });
+
+  program
+    .command("teardown")
+    .description("remove everything bootstrap and the port mappings added, restore sysctls")
+    .action(async () => {
+      await teardown(opts());
+      out("torn down", { ok: true });
+    });
+
+  const tap = program.command("tap").description("TAP devices");
+  tap
+    .command("create <name>")
+    .description("create a TAP: --cidr for a plain address, or --host-ip and --guest-ip for a /32 pair")
+    .option("--cidr <cidr>", "host address with prefix, e.g. 10.200.0.1/24")
+    .option("--host-ip <ip>", "host side of a point-to-point pair", "10.200.0.1")
+    .option("--guest-ip <ip>", "guest side of a point-to-point pair")
+    .option("--uid <uid>", "owner uid (the VMM's)", int, 0)
+    .option("--gid <gid>", "owner gid", int, 0)
+    .option("--mtu <bytes>", "MTU", int)
+    .action(
+      async (
+        name: string,
+        o: { cidr?: string; hostIp: string; guestIp?: string; uid: number; gid: number; mtu?: number },
+      ) => {
+        const t = { ...opts(), uid: o.uid, gid: o.gid, mtu: o.mtu };
+        if (o.cidr && o.guestIp) throw new InvalidArgumentError("give either --cidr or --guest-ip, not both");
+        let info: Awaited<ReturnType<typeof createTap>>;
+        if (o.cidr) info = await createTap(name, o.cidr, t);
+        else if (o.guestIp) info = await createPointToPointTap(name, o.hostIp, o.guestIp, o.uid, o.gid, t);
+        else throw new InvalidArgumentError("give --cidr, or --guest-ip (with optional --host-ip)");
+        out(`created ${info.name} (index ${info.index}, mac ${info.mac}, mtu ${info.mtu})`, info);
+      },
+    );
+  tap
+    .command("delete <name>")
+    .alias("rm")
+    .description("delete one of our TAPs (absent is fine; a device not made by mvnet is refused)")
+    .action(async (name: string) => {
+      await deleteTap(name, opts());
+      out(`deleted ${name}`, { deleted: name });
+    });
+  tap
+    .command("ls")
+    .description("list our TAPs")
+    .action(async () => {
+      const taps = await listTaps(opts());
+      out(formatTaps(taps), taps);
+    });
+
+  const port = program.command("port").description("published ports (DNAT into a guest)");
+  const mappingArgs = (c: Command) =>
+    c
+      .argument("<hostPort>", "host port", int)
+      .argument("<guestIp>", "guest address")
+      .argument("<guestPort>", "guest port", int)
+      .addOption(new Option("--proto <proto>", "protocol").choices(["tcp", "udp"]).default("tcp"))
+      .option(
+        "--host <ifaceOrIp>",
+        'host side: "" or 0.0.0.0 = all addresses, an IPv4 address, or an interface',
+        "",
+      );
+  mappingArgs(port.command("add").description("publish hostPort to guestIp:guestPort")).action(
+    async (hostPort: number, guestIp: string, guestPort: number, o: { proto: string; host: string }) => {
+      await addPortMapping(o.host, hostPort, guestIp, guestPort, o.proto, opts());
+      out(`published ${o.proto}/${o.host || "*"}:${hostPort} -> ${guestIp}:${guestPort}`, { ok: true });
+    },
+  );
+  mappingArgs(port.command("rm").description("remove exactly that mapping (absent is fine)")).action(
+    async (hostPort: number, guestIp: string, guestPort: number, o: { proto: string; host: string }) => {
+      await removePortMapping(o.host, hostPort, guestIp, guestPort, o.proto, opts());
+      out(`removed ${o.proto}/${o.host || "*"}:${hostPort} -> ${guestIp}:${guestPort}`, { ok: true });
+    },
+  );
+  port
+    .command("ls")
+    .description("list published ports")
+    .action(async () => {
+      const m = await listPortMappings(opts());
+      out(formatMappings(m), m);
+    });
+
+  program
+    .command("status")
+    .description("what microvm-net has set up in this network namespace")
+    .action(async () => {
+      const s = await readStatus(opts());
+      out(formatStatus(s), s);
+    });
+
+  program
+    .command("demo")
+    .description("the whole story in a throw-away network namespace (safe on any Linux machine)")
+    .action(async () => {
+      process.exitCode = await runDemo();
+    });
+
+  return program;
+}
+
+/** Entry point: parses argv, runs the command, maps errors to exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  const json = argv.includes("--json");
+  try {
+    const code = reexecInNetns(argv);
+    if (code !== undefined) return code;
+    await build().parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : EXIT.ok;
+  } catch (e) {
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === "string" && ce.code.startsWith("commander.")) {
+      if (
+        ce.code === "commander.helpDisplayed" ||
+        ce.code === "commander.version" ||
+        ce.code === "commander.help"
+      ) {
+        return EXIT.ok;
+      }
+      return EXIT.usage;
+    }
+    if (e instanceof InvalidArgumentError) {
+      process.stderr.write(`mvnet: ${e.message}\n`);
+      return EXIT.usage;
+    }
+    return reportError(e, json);
+  } finally {
+    await closeShared();
+  }
+}
+
+process.exitCode = await main(process.argv);

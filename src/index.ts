@@ -1,0 +1,35 @@
+/**
+ * microvm-net: host networking for Firecracker microVMs.
+ *
+ * The seed-compatible API (herd's `internal/network`, in camelCase): {@link SUBNET}, {@link bootstrap},
+ * {@link teardown}, {@link createTap}, {@link createPointToPointTap}, {@link deleteTap},
+ * {@link addPortMapping}, {@link removePortMapping}, {@link IPAM}, {@link PortManager}.
+ */
+export { type HostProbe, IPAM, type PortAllocation } from "./alloc/index.js";
+export { type BootstrapOptions, bootstrap, teardown } from "./api/bootstrap.js";
+export {
+  closeShared,
+  DEFAULT_TABLE,
+  DEFAULT_TAP_GROUP,
+  type NetworkOptions,
+  SUBNET,
+  TAP_ALIAS,
+} from "./api/context.js";
+export {
+  addPortMapping,
+  type HostMatch,
+  listPortMappings,
+  type Mapping,
+  parseHostInterface,
+  removePortMapping,
+} from "./api/portmap.js";
+export {
+  createPointToPointTap,
+  createTap,
+  deleteTap,
+  listTaps,
+  type TapInfo,
+  type TapOptions,
+} from "./api/tap.js";
+export * from "./core/errors.js";
+export type { Protocol } from "./core/validate.js";

@@ -1,0 +1,106 @@
+// The foundation's acceptance test: a fake uplink to an "internet" namespace, bootstrap, a
+// point-to-point TAP owned by uid 1234, host tcp/8080 published to guest:80, the TAP opened by uid
+// 1234 the way a VMM does; a SYN from the internet arrives in the TAP DNATed to guest:80, and a frame
+// the guest writes leaves the uplink masqueraded to the host's address.
+import { type ChildProcess, spawn } from "node:child_process";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { addPortMapping, bootstrap, createPointToPointTap, deleteTap, teardown } from "../../src/index.js";
+import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
+import { type Internet, ipJson, isRealRoot, kernelDescribe, makeInternet } from "../helpers/kernel.js";
+
+const GUEST_IP = "10.200.0.2";
+const GUEST_MAC = "06:00:0a:c8:00:02";
+
+kernelDescribe("foundation: a published port and NAT on real kernel objects", () => {
+  let net: Internet;
+  let guest: FakeGuest;
+  const owner = isRealRoot() ? 1234 : 0;
+
+  beforeAll(async () => {
+    net = makeInternet();
+    await bootstrap();
+    const tap = await createPointToPointTap("fc-tap0", "10.200.0.1", GUEST_IP, owner, owner);
+    await addPortMapping("", 8080, GUEST_IP, 80, "tcp");
+    guest = startFakeGuest({
+      tap: "fc-tap0",
+      uid: owner,
+      gid: owner,
+      guestIp: GUEST_IP,
+      guestMac: GUEST_MAC,
+      hostMac: tap.mac,
+    });
+    await guest.ready;
+  });
+
+  afterAll(async () => {
+    guest?.stop();
+    await deleteTap("fc-tap0");
+    await teardown();
+  });
+
+  it("the TAP is owned by the VMM's uid, single queue, with the /32 pair and up", () => {
+    const [link] = ipJson<Array<Record<string, unknown>>>("-d", "link", "show", "fc-tap0");
+    const info = (link?.linkinfo as { info_data?: Record<string, unknown> })?.info_data;
+    expect(info).toMatchObject({ type: "tap", pi: false, vnet_hdr: true, multi_queue: false, persist: true });
+    expect(info?.user).toBe(owner === 0 ? "root" : 1234);
+    const [addr] = ipJson<Array<{ addr_info: Array<Record<string, unknown>> }>>("addr", "show", "fc-tap0");
+    expect(addr?.addr_info).toEqual([
+      expect.objectContaining({ family: "inet", local: "10.200.0.1", address: GUEST_IP, prefixlen: 32 }),
+    ]);
+  });
+
+  it("a SYN from the internet to the host's uplink address :8080 arrives in the TAP for guest:80", async () => {
+    let client: ChildProcess | undefined;
+    try {
+      client = spawn(
+        "ip",
+        ["netns", "exec", net.ns, "bash", "-c", `exec 3<>/dev/tcp/${net.hostIp}/8080; sleep 5`],
+        {
+          stdio: "ignore",
+        },
+      );
+      const syn = await guest.waitFor((f) => f.proto === "tcp" && f.dport === 80, 5000);
+      expect(syn).toMatchObject({ src: net.gatewayIp, dst: GUEST_IP, dport: 80 });
+    } finally {
+      client?.kill();
+    }
+  });
+
+  it("a frame the guest writes to an internet address leaves the uplink from the host's address", async () => {
+    const server = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        net.ns,
+        process.execPath,
+        "-e",
+        `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>{console.log(JSON.stringify({from:r.address,data:m.toString()}));process.exit(0)});s.bind(9999,"${net.remoteIp}",()=>console.log("ready"))`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      const lines: string[] = [];
+      const got = new Promise<string>((resolve) => {
+        server.stdout?.on("data", (d: Buffer) => {
+          for (const l of d.toString().split("\n").filter(Boolean)) {
+            lines.push(l);
+            if (l.startsWith("{")) resolve(l);
+          }
+        });
+      });
+      await expect.poll(() => lines.includes("ready"), { timeout: 5000 }).toBe(true);
+      guest.sendUdp({
+        src: GUEST_IP,
+        dst: net.remoteIp,
+        sport: 40000,
+        dport: 9999,
+        payload: "hello from the guest",
+      });
+      const msg = JSON.parse(await got) as { from: string; data: string };
+      expect(msg).toEqual({ from: net.hostIp, data: "hello from the guest" });
+    } finally {
+      server.kill();
+    }
+  });
+});
