@@ -2,13 +2,15 @@
  * Host-wide set-up for microVM networking, and its exact undo.
  */
 import { parseCidr } from "../core/validate.js";
-import { bootstrapFirewall, teardownFirewall } from "../firewall/index.js";
+import { type BootstrapSpec, bootstrapFirewall, teardownFirewall } from "../firewall/index.js";
 import { sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { readBootstrapState, removeBootstrapState, writeBootstrapState } from "../store/bootstrap-state.js";
 import { context, type NetworkOptions, SUBNET } from "./context.js";
 
 /** Options of {@link bootstrap}. */
-export interface BootstrapOptions extends NetworkOptions {
+export interface BootstrapOptions
+  extends NetworkOptions,
+    Pick<BootstrapSpec, "blockedDestinations" | "allowedDestinations" | "guestToHost"> {
   /** Guest address range, IPv4 CIDR. Default {@link SUBNET} (`10.200.0.0/16`). */
   subnet?: string;
 }
@@ -18,7 +20,9 @@ const IP_FORWARD = "net/ipv4/ip_forward";
 /**
  * Prepares the host: IPv4 forwarding on; in our nftables table, masquerade for the subnet's traffic
  * leaving the host (whichever interface the default route uses), accept established/related, drop
- * guest traffic to RFC 1918 ranges (and guest to guest), accept the rest of the guests' traffic.
+ * guest traffic to `blockedDestinations` (default: RFC 1918, 169.254.0.0/16 link-local/cloud
+ * metadata) except `allowedDestinations`, drop guest to guest, reject guests' new connections to the
+ * host itself except the `guestToHost` ports, and accept the rest of the guests' traffic.
  * Idempotent: running it again leaves exactly one copy of every rule and keeps port mappings.
  * What it changes outside the table (the sysctl's previous value) is recorded in a state file so that
  * {@link teardown} — in this process or another — restores it.
@@ -44,7 +48,13 @@ export async function bootstrap(options: BootstrapOptions = {}): Promise<string>
     changedForward = true;
   }
   try {
-    await bootstrapFirewall(nft, { table: ctx.table, subnet });
+    await bootstrapFirewall(nft, {
+      table: ctx.table,
+      subnet,
+      blockedDestinations: options.blockedDestinations,
+      allowedDestinations: options.allowedDestinations,
+      guestToHost: options.guestToHost,
+    });
   } catch (e) {
     if (changedForward) sysctlSet(IP_FORWARD, forward);
     if (!previous) removeBootstrapState(ctx.stateDir);

@@ -29,10 +29,14 @@ function reexecIsolated(): number {
     );
     return 3;
   }
-  const r = spawnSync("unshare", [...ns, "--", process.execPath, ...process.argv.slice(1)], {
-    stdio: "inherit",
-    env: { ...process.env, [INNER]: "1" },
-  });
+  const r = spawnSync(
+    "unshare",
+    [...ns, "--", process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+    {
+      stdio: "inherit",
+      env: { ...process.env, [INNER]: "1" },
+    },
+  );
   if (r.error) throw r.error;
   return r.status ?? 1;
 }

@@ -7,6 +7,7 @@ import { bootstrap, teardown } from "../api/bootstrap.js";
 import { closeShared, type NetworkOptions } from "../api/context.js";
 import { addPortMapping, listPortMappings, removePortMapping } from "../api/portmap.js";
 import { createPointToPointTap, createTap, deleteTap, listTaps } from "../api/tap.js";
+import { validatePort, validateProtocol } from "../core/validate.js";
 import { runDemo } from "./demo.js";
 import { EXIT, reportError } from "./exit.js";
 import { formatMappings, formatStatus, formatTaps } from "./format.js";
@@ -46,8 +47,26 @@ function build(): Command {
     .command("bootstrap")
     .description("enable forwarding and install NAT and guest isolation for the subnet (idempotent)")
     .option("--subnet <cidr>", "guest address range", "10.200.0.0/16")
-    .action(async (o: { subnet: string }) => {
-      const subnet = await bootstrap({ ...opts(), subnet: o.subnet });
+    .option("--allow-host <proto:port...>", "host services guests may open, e.g. udp:53 tcp:53", [])
+    .option(
+      "--allow-dest <cidr...>",
+      "exceptions to the blocked private ranges, e.g. a resolver 192.168.1.1/32",
+      [],
+    )
+    .action(async (o: { subnet: string; allowHost: string[]; allowDest: string[] }) => {
+      const guestToHost = o.allowHost.map((a) => {
+        const [protocol, port] = a.split(":");
+        return {
+          protocol: validateProtocol(protocol, "allow-host"),
+          port: validatePort(Number(port), "allow-host"),
+        };
+      });
+      const subnet = await bootstrap({
+        ...opts(),
+        subnet: o.subnet,
+        guestToHost,
+        allowedDestinations: o.allowDest,
+      });
       out(`bootstrapped ${subnet}`, { subnet });
     });
 

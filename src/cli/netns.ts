@@ -27,10 +27,14 @@ export function reexecInNetns(argv: string[]): number | undefined {
   const arg = argv[i] as string;
   const name = validateNetnsName(arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : argv[i + 1]);
   const rest = argv.filter((_, j) => j !== i && !(j === i + 1 && !arg.includes("=")));
-  const r = spawnSync("nsenter", [`--net=/run/netns/${name}`, "--", process.execPath, ...rest.slice(1)], {
-    stdio: "inherit",
-    env: { ...process.env, [INNER]: name },
-  });
+  const r = spawnSync(
+    "nsenter",
+    [`--net=/run/netns/${name}`, "--", process.execPath, ...process.execArgv, ...rest.slice(1)],
+    {
+      stdio: "inherit",
+      env: { ...process.env, [INNER]: name },
+    },
+  );
   if (r.error) throw r.error;
   return r.status ?? 1;
 }

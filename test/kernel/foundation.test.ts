@@ -3,10 +3,18 @@
 // 1234 the way a VMM does; a SYN from the internet arrives in the TAP DNATed to guest:80, and a frame
 // the guest writes leaves the uplink masqueraded to the host's address.
 import { type ChildProcess, spawn } from "node:child_process";
+import { connect } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { addPortMapping, bootstrap, createPointToPointTap, deleteTap, teardown } from "../../src/index.js";
 import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
-import { type Internet, ipJson, isRealRoot, kernelDescribe, makeInternet } from "../helpers/kernel.js";
+import {
+  type Internet,
+  ipJson,
+  isRealRoot,
+  kernelDescribe,
+  makeInternet,
+  readSysctl,
+} from "../helpers/kernel.js";
 
 const GUEST_IP = "10.200.0.2";
 const GUEST_MAC = "06:00:0a:c8:00:02";
@@ -102,5 +110,22 @@ kernelDescribe("foundation: a published port and NAT on real kernel objects", ()
     } finally {
       server.kill();
     }
+  });
+
+  it("the host reaches the published port through 127.0.0.1, with route_localnet on that TAP only", async () => {
+    const sock = connect({ host: "127.0.0.1", port: 8080 });
+    sock.on("error", () => undefined);
+    try {
+      const syn = await guest.waitFor(
+        (f) => f.proto === "tcp" && f.dport === 80 && f.src === "10.200.0.1",
+        5000,
+      );
+      expect(syn).toMatchObject({ dst: GUEST_IP, dport: 80 });
+    } finally {
+      sock.destroy();
+    }
+    expect(readSysctl("net/ipv4/conf/fc-tap0/route_localnet")).toBe("1");
+    expect(readSysctl("net/ipv4/conf/all/route_localnet")).toBe("0");
+    expect(readSysctl(`net/ipv4/conf/${net.uplink}/route_localnet`)).toBe("0");
   });
 });
