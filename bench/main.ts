@@ -94,42 +94,10 @@ for (let r = 0; r < RUNS; r++) {
   const seedRules = (i: number, op: "-A" | "-D") => {
     const dport = String(10000 + i);
     const to = `${guest(i)}:80`;
-    run("iptables", [
-      "-t",
-      "nat",
-      op,
-      "PREROUTING",
-      "-p",
-      "tcp",
-      "-m",
-      "addrtype",
-      "--dst-type",
-      "LOCAL",
-      "--dport",
-      dport,
-      "-j",
-      "DNAT",
-      "--to-destination",
-      to,
-    ]);
-    run("iptables", [
-      "-t",
-      "nat",
-      op,
-      "OUTPUT",
-      "-p",
-      "tcp",
-      "-m",
-      "addrtype",
-      "--dst-type",
-      "LOCAL",
-      "--dport",
-      dport,
-      "-j",
-      "DNAT",
-      "--to-destination",
-      to,
-    ]);
+    for (const chain of ["PREROUTING", "OUTPUT"]) {
+      const match = ["-p", "tcp", "-m", "addrtype", "--dst-type", "LOCAL", "--dport", dport];
+      run("iptables", ["-t", "nat", op, chain, ...match, "-j", "DNAT", "--to-destination", to]);
+    }
     run("iptables", [op, "FORWARD", "-p", "tcp", "-d", guest(i), "--dport", "80", "-j", "ACCEPT"]);
   };
   record("port mapping add: 3x iptables (seed)", await phase(N_SPAWN_MAP, (i) => seedRules(i, "-A")));

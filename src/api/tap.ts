@@ -4,17 +4,7 @@
  */
 import { KernelError, NotOursError, ValidationError } from "../core/errors.js";
 import { parseCidr, validateId, validateIfName, validateIPv4 } from "../core/validate.js";
-import {
-  addrAdd,
-  type Link,
-  linkDel,
-  linkGet,
-  linkList,
-  linkSetAlias,
-  linkSetGroup,
-  linkSetMtu,
-  linkSetUp,
-} from "../kernel/netlink/index.js";
+import { addrAdd, type Link, linkDel, linkGet, linkList, linkSet } from "../kernel/netlink/index.js";
 import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
 import { tapCreate } from "../kernel/tun.js";
 import { type Context, context, type NetworkOptions, TAP_ALIAS } from "./context.js";
@@ -74,27 +64,24 @@ async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptio
     } catch (e) {
       if (!(e instanceof KernelError && e.errno === 2)) throw e; // ENOENT: IPv6 is not built in
     }
-    await linkSetAlias(ctx.netlink, link.index, TAP_ALIAS);
-    await linkSetGroup(ctx.netlink, link.index, ctx.group);
-    if (opts.mtu !== undefined) await linkSetMtu(ctx.netlink, link.index, opts.mtu);
+    // One RTM_NEWLINK for our mark, the MTU and IFF_UP; the address (and with it the peer route) next.
+    await linkSet(ctx.netlink, link.index, { alias: TAP_ALIAS, group: ctx.group, mtu: opts.mtu, up: true });
     await addrAdd(ctx.netlink, {
       index: link.index,
       local: addr.local,
       prefix: addr.prefix,
       peer: addr.peer,
     });
-    await linkSetUp(ctx.netlink, link.index);
   } catch (e) {
     await linkDel(ctx.netlink, link.index).catch(() => undefined);
     throw e;
   }
-  const done = await linkGet(ctx.netlink, link.index);
   return {
     name,
     index: link.index,
-    mtu: done?.mtu ?? link.mtu,
-    mac: done?.mac ?? link.mac ?? "",
-    up: done?.up ?? true,
+    mtu: opts.mtu ?? link.mtu,
+    mac: link.mac ?? "",
+    up: true,
     group: ctx.group,
   };
 }

@@ -19,6 +19,7 @@ import {
   linkDelGroup,
   linkGet,
   linkList,
+  linkSet,
   linkSetAlias,
   linkSetDown,
   linkSetGroup,
@@ -172,6 +173,20 @@ kernelDescribe("rtnetlink client", () => {
     expect(after.group).toBe("default");
     expect(after.flags).not.toContain("UP");
     expect((await linkGet(nl, i))?.alias).toBeUndefined();
+  });
+
+  it("changes alias, group, MTU and IFF_UP in one linkSet request, leaving absent fields alone", async () => {
+    veth("one-a", "one-b");
+    const i = ifindex("one-a");
+    await linkSet(nl, i, { alias: "ours", group: 77, mtu: 1300, up: true });
+    expect(ipLink("one-a")).toMatchObject({ mtu: 1300, group: "77", ifalias: "ours" });
+    expect(ipLink("one-a").flags).toContain("UP");
+    await linkSet(nl, i, { mtu: 1280 });
+    expect(ipLink("one-a")).toMatchObject({ mtu: 1280, group: "77", ifalias: "ours" });
+    expect(ipLink("one-a").flags).toContain("UP");
+    await linkSet(nl, i, { up: false });
+    expect(ipLink("one-a").flags).not.toContain("UP");
+    await expect(linkSet(nl, i, { group: -1 })).rejects.toBeInstanceOf(ValidationError);
   });
 
   it("carries the kernel's own reason: an MTU below the device minimum", async () => {

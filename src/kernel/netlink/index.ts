@@ -6,10 +6,12 @@ export { type Addr, type AddrSpec, addrAdd, addrDel, addrList } from "./addr.js"
 export type { NlError, NlMsg } from "./codec.js";
 export {
   type Link,
+  type LinkChanges,
   linkDel,
   linkDelGroup,
   linkGet,
   linkList,
+  linkSet,
   linkSetAlias,
   linkSetDown,
   linkSetGroup,

@@ -159,6 +159,42 @@ async function changeLink(
   await nl.request(RTM_NEWLINK, 0, body, { context });
 }
 
+/** Changes {@link linkSet} can make in one request. Absent fields are left as they are. */
+export interface LinkChanges {
+  /** IFLA_IFALIAS, at most 255 bytes, no NUL; `""` removes it. */
+  alias?: string;
+  /** IFLA_GROUP, 0–2^32-1. */
+  group?: number;
+  /** IFLA_MTU in bytes. */
+  mtu?: number;
+  /** IFF_UP on (true) or off (false). */
+  up?: boolean;
+}
+
+/**
+ * Several changes to one link in a single RTM_NEWLINK (as `ip link set dev X alias A group G mtu M
+ * up` sends one message): one round trip instead of one per attribute. do_setlink() in
+ * net/core/rtnetlink.c applies them in order and stops at the first it refuses, so a failed call
+ * can leave earlier attributes changed; callers that need all-or-nothing undo by deleting the link.
+ * @throws ValidationError (before anything is sent); KernelError (`RTM_NEWLINK`).
+ */
+export async function linkSet(nl: NetlinkSocket, index: number, changes: LinkChanges): Promise<void> {
+  const attrs: Buffer[] = [];
+  if (changes.alias !== undefined) attrs.push(attrStringRaw(IFLA_IFALIAS, validateAlias(changes.alias)));
+  if (changes.group !== undefined) attrs.push(attrU32(IFLA_GROUP, validateU32(changes.group, "group")));
+  if (changes.mtu !== undefined)
+    attrs.push(attrU32(IFLA_MTU, validateU32(changes.mtu, "mtu", 1, 0x7fffffff)));
+  const up = changes.up === undefined ? 0 : IFF_UP;
+  return changeLink(nl, index, attrs, `linkSet(ifindex ${index})`, changes.up ? IFF_UP : 0, up);
+}
+
+function validateAlias(alias: string): string {
+  if (typeof alias !== "string" || alias.includes("\0") || Buffer.byteLength(alias) > IFALIAS_MAX_BYTES) {
+    throw new ValidationError("alias", `must be a string of at most ${IFALIAS_MAX_BYTES} bytes without NUL`);
+  }
+  return alias;
+}
+
 /**
  * Sets IFF_UP (`ip link set up`).
  * @throws ValidationError; KernelError (`RTM_NEWLINK`, ENODEV for an unknown index).
@@ -209,10 +245,12 @@ export async function linkSetGroup(nl: NetlinkSocket, index: number, group: numb
  * @throws ValidationError (`alias`); KernelError (`RTM_NEWLINK`).
  */
 export async function linkSetAlias(nl: NetlinkSocket, index: number, alias: string): Promise<void> {
-  if (typeof alias !== "string" || alias.includes("\0") || Buffer.byteLength(alias) > IFALIAS_MAX_BYTES) {
-    throw new ValidationError("alias", `must be a string of at most ${IFALIAS_MAX_BYTES} bytes without NUL`);
-  }
-  return changeLink(nl, index, [attrStringRaw(IFLA_IFALIAS, alias)], `linkSetAlias(ifindex ${index})`);
+  return changeLink(
+    nl,
+    index,
+    [attrStringRaw(IFLA_IFALIAS, validateAlias(alias))],
+    `linkSetAlias(ifindex ${index})`,
+  );
 }
 
 /**
