@@ -54,6 +54,7 @@ export async function bootstrap(options: BootstrapOptions = {}): Promise<string>
       blockedDestinations: options.blockedDestinations,
       allowedDestinations: options.allowedDestinations,
       guestToHost: options.guestToHost,
+      tapGroup: ctx.group,
     });
   } catch (e) {
     if (changedForward) sysctlSet(IP_FORWARD, forward);

@@ -3,7 +3,7 @@
  * names that mark what is ours. A process normally uses the lazily made default; tests and embedders
  * can pass their own.
  */
-import { type NftApplier, openNft } from "../firewall/index.js";
+import { DEFAULT_TABLE, DEFAULT_TAP_GROUP, type NftApplier, openNft } from "../firewall/index.js";
 import { defaultSocket, type NetlinkSocket } from "../kernel/netlink/index.js";
 import { DEFAULT_STATE_DIR } from "../store/bootstrap-state.js";
 
@@ -14,13 +14,11 @@ export const SUBNET = "10.200.0.0/16";
 export const TAP_ALIAS = "microvm-net";
 
 /**
- * Default interface group (IFLA_GROUP) of our TAPs: "mv" in ASCII. A group delete removes every link
- * in the group, so it must be a number nothing else on the host uses (see GUIDE §3).
+ * Defaults that mark what is ours: the nftables table (family ip), and the interface group
+ * (IFLA_GROUP) of our TAPs. A group delete removes every link in the group, so the group must be a
+ * number nothing else on the host uses (see GUIDE §3).
  */
-export const DEFAULT_TAP_GROUP = 0x6d76;
-
-/** Default name of our nftables table (family ip). */
-export const DEFAULT_TABLE = "microvm_net";
+export { DEFAULT_TABLE, DEFAULT_TAP_GROUP };
 
 /** Options shared by the API functions; every field has a default. */
 export interface NetworkOptions {

@@ -31,6 +31,7 @@ export {
   DEFAULT_BLOCKED_DESTINATIONS,
   DEFAULT_SUBNET,
   DEFAULT_TABLE,
+  DEFAULT_TAP_GROUP,
   type HostPort,
   renderAddElement,
   renderBootstrap,

@@ -46,7 +46,15 @@ export const DEFAULT_BLOCKED_DESTINATIONS: readonly string[] = [
 export const SKELETON_CHAINS = ["nat_prerouting", "nat_output", "nat_postrouting", "raw_prerouting"] as const;
 
 /** Chains of the bootstrap part. */
-export const BOOTSTRAP_CHAINS = ["guest_forward", "guest_input", "guest_postrouting"] as const;
+export const BOOTSTRAP_CHAINS = [
+  "guest_prerouting",
+  "guest_forward",
+  "guest_input",
+  "guest_postrouting",
+] as const;
+
+/** Interface group (IFLA_GROUP) our TAPs join by default: "mv" in ASCII. */
+export const DEFAULT_TAP_GROUP = 0x6d76;
 
 const TABLE_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
 const TABLE_MAX = 64;
@@ -92,6 +100,11 @@ export interface BootstrapSpec {
    * new connection to the host itself is rejected (ICMP echo is allowed, for diagnosis).
    */
   guestToHost?: readonly HostPort[];
+  /**
+   * Interface group of our TAPs (0–2^32-1). Packets arriving on a link of this group are guest
+   * packets whatever source address they claim. Default {@link DEFAULT_TAP_GROUP}.
+   */
+  tapGroup?: number;
 }
 
 function table(t: string): string {
@@ -200,8 +213,21 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
     port: validatePort(p?.port, `guestToHost[${i}].port`),
   }));
 
+  const group = spec.tapGroup ?? DEFAULT_TAP_GROUP;
+  if (!Number.isInteger(group) || group < 0 || group > 0xffffffff) {
+    throw new ValidationError("tapGroup", `${String(group)} is not an interface group in 0-4294967295`);
+  }
+
   const lines = [
     renderSkeleton(tableName).trimEnd(),
+    // Anti-spoofing for every guest in one rule: a packet from one of our TAPs must come from an
+    // address the kernel routes back through that same TAP (strict reverse-path check, RFC 3704
+    // "strict RPF", as nft's `fib saddr . iif oif missing drop` idiom). With a /32 peer per TAP, a
+    // guest can use only its own address; claimed addresses of other guests or of the outside fail.
+    // The isolation rules below match on source addresses, so they rely on this.
+    `add chain ${t} guest_prerouting { type filter hook prerouting priority mangle; policy accept; }`,
+    `flush chain ${t} guest_prerouting`,
+    `add rule ${t} guest_prerouting meta iifgroup ${group} fib saddr . iif oif missing drop`,
     `add chain ${t} guest_forward { type filter hook forward priority filter; policy accept; }`,
     `add chain ${t} guest_input { type filter hook input priority filter; policy accept; }`,
     `add chain ${t} guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }`,

@@ -75,40 +75,33 @@ kernelDescribe("foundation: a published port and NAT on real kernel objects", ()
   });
 
   it("a frame the guest writes to an internet address leaves the uplink from the host's address", async () => {
-    const server = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        net.ns,
-        process.execPath,
-        "-e",
-        `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>{console.log(JSON.stringify({from:r.address,data:m.toString()}));process.exit(0)});s.bind(9999,"${net.remoteIp}",()=>console.log("ready"))`,
-      ],
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
+    const server = await udpServer(net.ns, net.remoteIp, 9999);
     try {
-      const lines: string[] = [];
-      const got = new Promise<string>((resolve) => {
-        server.stdout?.on("data", (d: Buffer) => {
-          for (const l of d.toString().split("\n").filter(Boolean)) {
-            lines.push(l);
-            if (l.startsWith("{")) resolve(l);
-          }
-        });
-      });
-      await expect.poll(() => lines.includes("ready"), { timeout: 5000 }).toBe(true);
-      guest.sendUdp({
+      await guest.sendUdp({ src: GUEST_IP, dst: net.remoteIp, sport: 40000, dport: 9999, payload: "hello" });
+      expect(await server.next(5000)).toEqual({ from: net.hostIp, data: "hello" });
+    } finally {
+      server.close();
+    }
+  });
+
+  it("a frame with a forged source (another guest's, or an outside address) is dropped at the TAP", async () => {
+    const server = await udpServer(net.ns, net.remoteIp, 9998);
+    try {
+      for (const forged of ["10.200.0.3", "8.8.8.8", net.gatewayIp]) {
+        await guest.sendUdp({ src: forged, dst: net.remoteIp, sport: 40001, dport: 9998, payload: forged });
+      }
+      await guest.sendUdp({
         src: GUEST_IP,
         dst: net.remoteIp,
-        sport: 40000,
-        dport: 9999,
-        payload: "hello from the guest",
+        sport: 40001,
+        dport: 9998,
+        payload: "genuine",
       });
-      const msg = JSON.parse(await got) as { from: string; data: string };
-      expect(msg).toEqual({ from: net.hostIp, data: "hello from the guest" });
+      // The genuine datagram, sent last, is the first and only one to arrive.
+      expect(await server.next(5000)).toEqual({ from: net.hostIp, data: "genuine" });
+      expect(await server.next(500)).toBeUndefined();
     } finally {
-      server.kill();
+      server.close();
     }
   });
 
@@ -129,3 +122,45 @@ kernelDescribe("foundation: a published port and NAT on real kernel objects", ()
     expect(readSysctl(`net/ipv4/conf/${net.uplink}/route_localnet`)).toBe("0");
   });
 });
+
+/** A UDP server in namespace `ns`; `next()` resolves with the next datagram, or undefined on timeout. */
+async function udpServer(ns: string, ip: string, port: number) {
+  const proc = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      ns,
+      process.execPath,
+      "-e",
+      `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>console.log(JSON.stringify({from:r.address,data:m.toString()})));s.bind(${port},"${ip}",()=>console.log("ready"))`,
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const queue: Array<{ from: string; data: string }> = [];
+  let wake: (() => void) | undefined;
+  let ready = false;
+  proc.stdout?.on("data", (d: Buffer) => {
+    for (const l of d.toString().split("\n").filter(Boolean)) {
+      if (l === "ready") ready = true;
+      else queue.push(JSON.parse(l));
+    }
+    wake?.();
+  });
+  await expect.poll(() => ready, { timeout: 5000 }).toBe(true);
+  return {
+    async next(timeoutMs: number): Promise<{ from: string; data: string } | undefined> {
+      if (queue.length === 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, timeoutMs);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
+      return queue.shift();
+    },
+    close: () => proc.kill(),
+  };
+}

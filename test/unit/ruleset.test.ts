@@ -40,7 +40,10 @@ flush chain ip microvm_net raw_prerouting
 add rule ip microvm_net raw_prerouting iifname != "lo" ip daddr 127.0.0.0/8 drop
 `;
 
-const BOOTSTRAP_PART = `add chain ip microvm_net guest_forward { type filter hook forward priority filter; policy accept; }
+const BOOTSTRAP_PART = `add chain ip microvm_net guest_prerouting { type filter hook prerouting priority mangle; policy accept; }
+flush chain ip microvm_net guest_prerouting
+add rule ip microvm_net guest_prerouting meta iifgroup 28022 fib saddr . iif oif missing drop
+add chain ip microvm_net guest_forward { type filter hook forward priority filter; policy accept; }
 add chain ip microvm_net guest_input { type filter hook input priority filter; policy accept; }
 add chain ip microvm_net guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
 flush chain ip microvm_net guest_forward
@@ -97,6 +100,7 @@ describe("renderSkeleton / renderBootstrap / renderTeardown", () => {
   it("renders a custom subnet, allowed destinations, host ports, and folds nested CIDRs", () => {
     const text = renderBootstrap({
       table: "t2",
+      tapGroup: 77,
       subnet: "172.31.0.0/20",
       blockedDestinations: ["10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/16", "10.0.0.0/8"],
       allowedDestinations: ["192.168.1.53/32"],
@@ -110,7 +114,10 @@ describe("renderSkeleton / renderBootstrap / renderTeardown", () => {
     const own = text.slice(renderSkeleton("t2").length);
     expect(
       own,
-    ).toBe(`add chain ip t2 guest_forward { type filter hook forward priority filter; policy accept; }
+    ).toBe(`add chain ip t2 guest_prerouting { type filter hook prerouting priority mangle; policy accept; }
+flush chain ip t2 guest_prerouting
+add rule ip t2 guest_prerouting meta iifgroup 77 fib saddr . iif oif missing drop
+add chain ip t2 guest_forward { type filter hook forward priority filter; policy accept; }
 add chain ip t2 guest_input { type filter hook input priority filter; policy accept; }
 add chain ip t2 guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
 flush chain ip t2 guest_forward
@@ -244,6 +251,9 @@ describe("no text injection", () => {
     expect(() => renderBootstrap({ guestToHost: [{ protocol: "sctp" as "tcp", port: 1 }] })).toThrow(
       /guestToHost\[0\]\.protocol/,
     );
+    for (const tapGroup of [-1, 1.5, 2 ** 32, Number.NaN]) {
+      expect(() => renderBootstrap({ tapGroup })).toThrow(/invalid tapGroup/);
+    }
   });
 
   it("accepts ordinary table names", () => {
