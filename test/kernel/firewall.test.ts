@@ -119,6 +119,7 @@ kernelDescribe("firewall table", () => {
         "nat_output",
         "nat_postrouting",
         "raw_prerouting",
+        "guest_prerouting",
         "guest_forward",
         "guest_input",
         "guest_postrouting",
