@@ -55,6 +55,9 @@ kernelDescribe("foundation: a published port and NAT on real kernel objects", ()
     expect(addr?.addr_info).toEqual([
       expect.objectContaining({ family: "inet", local: "10.200.0.1", address: GUEST_IP, prefixlen: 32 }),
     ]);
+    // IPv6 stays off until it is filtered like IPv4: no link-local address, no RAs accepted.
+    expect(readSysctl("net/ipv6/conf/fc-tap0/disable_ipv6")).toBe("1");
+    expect(addr?.addr_info.some((a) => a.family === "inet6")).toBe(false);
   });
 
   it("a SYN from the internet to the host's uplink address :8080 arrives in the TAP for guest:80", async () => {
