@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --runs N] [-- --only tap,portmap,bootstrap,alloc,host]`: our
+// `npm run bench [-- --quick] [-- --runs N] [-- --only tap,portmap,bootstrap,alloc,host,breakdown]`: our
 // operations against what the seed (or a shell script) spawns for the same work, in one run on one
 // machine, inside a private network namespace (scripts/bench.mjs makes it). Prints a table and writes
 // JSON under bench/results/. No assertion on times: the targets are reported, not enforced.
@@ -12,6 +12,7 @@ import { LOOP_TARGET, loopLagMisses, renderFacts, renderTable, summarizeRows } f
 import { sleep, withLoopLag } from "./stats.js";
 import { allocSuite } from "./suites/alloc.js";
 import { bootstrapSuite } from "./suites/bootstrap.js";
+import { breakdownSuite } from "./suites/breakdown.js";
 import { hostSuite } from "./suites/host.js";
 import { portmapSuite } from "./suites/portmap.js";
 import { tapSuite } from "./suites/tap.js";
@@ -46,6 +47,7 @@ for (let r = 0; r < cfg.runs; r++) {
     else if (suite === "portmap") await portmapSuite(cfg, rec);
     else if (suite === "bootstrap") await bootstrapSuite(cfg, rec);
     else if (suite === "alloc") await allocSuite(cfg, rec);
+    else if (suite === "breakdown") await breakdownSuite(cfg, rec);
     else if (suite === "host") {
       const why = await hostSuite(cfg, rec);
       if (why && r === 0) notes.push(why);
