@@ -190,15 +190,20 @@ export class NetlinkSocket {
 
   /**
    * Opens a socket in the calling thread's network namespace.
+   * @param protocol netlink protocol (linux/netlink.h): NETLINK_ROUTE (0, the default) or e.g.
+   *   NETLINK_NETFILTER (12) for conntrack; the socket options below are generic to netlink.
    * @throws UnsupportedError on a big-endian host (the codec writes little-endian).
    * @throws KernelError (`socket`, `setsockopt(<n>)`, `bind`) when the kernel refuses, e.g. a kernel
    *   older than 4.20 answers ENOPROTOOPT to NETLINK_GET_STRICT_CHK.
    */
-  static open(): NetlinkSocket {
+  static open(protocol: number = NETLINK_ROUTE): NetlinkSocket {
     if (endianness() !== "LE")
       throw new UnsupportedError("the netlink codec supports little-endian hosts only");
-    const ctx = "opening the rtnetlink socket";
-    const fd = sysSocket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE, ctx);
+    const ctx =
+      protocol === NETLINK_ROUTE
+        ? "opening the rtnetlink socket"
+        : `opening a netlink socket (protocol ${protocol})`;
+    const fd = sysSocket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol, ctx);
     try {
       sysSetsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1, ctx);
       sysSetsockoptInt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1, ctx);
