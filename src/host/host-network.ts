@@ -1,0 +1,988 @@
+/**
+ * HostNetwork: one call per VM. `attach(vmId)` gives a VM everything it needs on the host (an
+ * address, a MAC, a TAP, published ports) and returns what its VMM needs; `detach(vmId)` takes all of
+ * it back. State lives in a SQLite database (store/), so a restart, a crash or a second process on
+ * the same host never hands out an address, port or name twice, and `reconcile()` brings the kernel
+ * back to what is recorded.
+ *
+ * Attach, in this order (each step can be redone or undone from the record alone):
+ * 1. allocate, in one IMMEDIATE transaction: guest address (next-fit), MAC (from the address), TAP
+ *    name (from the VM id), host ports (held by a socket of ours as they are picked); the record is
+ *    written in state `attaching`, naming this process as its owner;
+ * 2. the TAP (createPointToPointTap with the VM's uid/gid/MTU, alias `microvm-net:<vmId>`);
+ * 3. a permanent neighbour entry for the guest's MAC (no ARP round trip for the first packet);
+ * 4. the port mappings (nftables map elements), then stale UDP conntrack entries of those ports;
+ * 5. the record becomes `attached`.
+ * Any failure undoes what was done, in reverse, and deletes the record. A process killed mid-way
+ * leaves a record `attaching` whose owner is dead: the next `reconcile()` (or an attach of the same
+ * VM) rolls it back.
+ *
+ * Detach: the record becomes `detaching`; mappings go first (so no packet for the VM can reach an
+ * address about to be reused), then UDP conntrack entries towards the guest, then the TAP, then the
+ * port holds and the record (which frees address, ports and name).
+ *
+ * Held ports: in a long-lived process, every published host port stays bound by a socket of ours
+ * from the moment it is picked until detach, so no other process can take it between our check and
+ * our rule. A one-shot process (the CLI) holds them only while it runs: afterwards the record still
+ * keeps every other microvm-net process from handing the port out, but a foreign process may bind it
+ * — it then receives none of the published traffic, which the DNAT sends to the guest first. The
+ * process that holds a VM's ports is the one that attached it (or that last reconciled it); a detach
+ * done elsewhere leaves that process's sockets open until its next `reconcile()` or `close()`.
+ *
+ * One database serves one network namespace, and HostNetwork owns its subnet: within it, map
+ * elements and TAPs marked `microvm-net:<vmId>` that no record explains are removed by `reconcile()`.
+ */
+import { constants as osConstants } from "node:os";
+import { context, DEFAULT_TAP_GROUP, SUBNET, TAP_ALIAS } from "../api/context.js";
+import { createPointToPointTap } from "../api/tap.js";
+import { AlreadyExistsError, ConflictError, KernelError, ValidationError } from "../core/errors.js";
+import {
+  intToIPv4,
+  ipv4ToInt,
+  type Protocol,
+  parseCidr,
+  prefixMask,
+  validateIPv4,
+} from "../core/validate.js";
+import { addMapping, listMappings, type Mapping, type NftApplier, removeMapping } from "../firewall/index.js";
+import { guestBootArg } from "../guest/index.js";
+import {
+  type ConntrackEntry,
+  conntrackDelete,
+  conntrackList,
+  openConntrackSocket,
+} from "../kernel/conntrack.js";
+import {
+  addrList,
+  type Link,
+  linkDel,
+  linkDelGroup,
+  linkGet,
+  linkList,
+  linkSet,
+  type NetlinkSocket,
+  neighAdd,
+} from "../kernel/netlink/index.js";
+import { holdPort, releasePort } from "../kernel/port-hold.js";
+import { isAlive, type ProcessIdentity, selfIdentity } from "../kernel/proc.js";
+import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
+import { HostState, type PortRecord, type VmRecord, type VmState } from "../store/host-state.js";
+import { DEFAULT_STATE_DB } from "../store/state-db.js";
+import { allocateTapName, allocateVm, type SubnetInfo, type VmRequest } from "./allocate.js";
+import { KeyedMutex, SharedExclusive } from "./locks.js";
+import { isVmTap, tapAliasFor, validateVmId } from "./names.js";
+import {
+  DEFAULT_EPHEMERAL_RANGE,
+  ephemeralPorts,
+  type PortRange,
+  readLocalPortPolicy,
+} from "./port-space.js";
+import { ANY_HOST, expandPublish, type PublishSpec } from "./publish.js";
+
+const { EADDRINUSE, ENODEV, ENOENT } = osConstants.errno;
+
+/** Interface group TAPs move to just before a batched delete (one RTM_DELLINK for the whole group). */
+export const DEFAULT_BATCH_GROUP = DEFAULT_TAP_GROUP + 1;
+
+/** Name of the guest's interface in the Firecracker entry and the boot argument. */
+export const GUEST_IFACE = "eth0";
+
+/** Default MTU (the kernel's default for a TAP). */
+export const DEFAULT_MTU = 1500;
+
+/** The points of an attach or detach at which {@link HostNetworkHooks.step} is called. */
+export type Step =
+  | "allocated"
+  | "tap"
+  | "neighbour"
+  | "mappings"
+  | "attached"
+  | "detach:marked"
+  | "detach:mappings"
+  | "detach:tap";
+
+/** Test hooks: called after each step of attach and detach (crash tests kill the process there). */
+export interface HostNetworkHooks {
+  step?(step: Step, vmId: string): void | Promise<void>;
+}
+
+/** Options of {@link HostNetwork.open}; every field has a default. */
+export interface HostNetworkOptions {
+  /** State database path. Default `/var/lib/microvm-net/state.db`. */
+  statePath?: string;
+  /**
+   * Guest subnet (IPv4 CIDR, /8–/30); the host side of every TAP is its first address. Default: the
+   * one recorded in the database, else `10.200.0.0/16`. Changing it while VMs are recorded is refused.
+   */
+  subnet?: string;
+  /** nftables table. Default `microvm_net`. */
+  table?: string;
+  /** Interface group of the TAPs (bootstrap's anti-spoofing rule matches it). Default 0x6d76. */
+  group?: number;
+  /** Interface group used for batched deletes; nothing else may use it. Default 0x6d77. */
+  batchGroup?: number;
+  /** Range of ephemeral host ports, before the kernel's ranges are taken out. Default 30000–32767. */
+  portRange?: PortRange;
+  /** Keep a socket bound on every published host port while this object lives. Default true. */
+  holdPorts?: boolean;
+  /** rtnetlink socket. Default: the process-wide one. */
+  netlink?: NetlinkSocket;
+  /** nftables applier. Default: the process-wide one. */
+  nft?: NftApplier;
+  /** Test hooks. */
+  hooks?: HostNetworkHooks;
+}
+
+/** What a VM asks of {@link HostNetwork.attach}. */
+export interface AttachOptions {
+  /** Owner uid of the TAP: the VMM's (jailer's) uid. Default 0 (only root may open it). */
+  uid?: number;
+  /** Owner gid of the TAP. Default 0. */
+  gid?: number;
+  /** MTU in bytes, 68–65535. Default 1500. */
+  mtu?: number;
+  /** A specific guest address inside the subnet. Default: the next free one. */
+  guestIp?: string;
+  /** Ports to publish: spec objects, or text `[hostIp:][hostPort:]guestPort[/proto]`. */
+  publish?: ReadonlyArray<PublishSpec | string>;
+  /** Up to two DNS servers, given to the guest in its boot argument. */
+  dns?: readonly string[];
+}
+
+/** One published port of an attached VM. */
+export interface PublishedPort {
+  protocol: Protocol;
+  /** `0.0.0.0` for every address of the host. */
+  hostIp: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+/** A Firecracker `network-interfaces` entry (PUT /network-interfaces/{iface_id}). */
+export interface FirecrackerInterface {
+  iface_id: string;
+  host_dev_name: string;
+  guest_mac: string;
+  mtu: number;
+}
+
+/** Everything a VMM needs about a VM's network. */
+export interface Attachment {
+  vmId: string;
+  state: VmState;
+  /** TAP name (host_dev_name). */
+  tap: string;
+  /** The host side of the TAP and the guest's gateway (the subnet's first address). */
+  hostIp: string;
+  guestIp: string;
+  /** Prefix length of the subnet, which is also the guest's netmask. */
+  prefix: number;
+  guestMac: string;
+  mtu: number;
+  uid?: number;
+  gid?: number;
+  dns: string[];
+  ports: PublishedPort[];
+  /** The guest kernel's `ip=` argument (needs CONFIG_IP_PNP in the guest kernel). */
+  bootArg: string;
+  firecracker: FirecrackerInterface;
+}
+
+/** What {@link HostNetwork.reconcile} did. */
+export interface ReconcileReport {
+  /** Attaches a dead process left half-done, rolled back. */
+  rolledBack: string[];
+  /** Detaches a dead process left half-done, finished. */
+  finishedDetaches: string[];
+  /** VMs whose TAP was missing and was made again. */
+  recreatedTaps: string[];
+  /** Our TAPs no record explains, deleted. */
+  removedTaps: string[];
+  /** Recorded mappings that were missing, added. */
+  addedMappings: number;
+  /** Map elements towards our subnet no record explains, removed. */
+  removedMappings: number;
+  /** Attaches or detaches another live process is doing, left alone. */
+  inProgress: string[];
+  /** Recorded ports this process could not hold (another process holds them). */
+  unheldPorts: Array<PublishedPort & { vmId: string }>;
+}
+
+function validateMtu(v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 68 || v > 65535) {
+    throw new ValidationError("mtu", `${String(v)} is not an MTU in 68-65535`, "ERR_INVALID_MTU");
+  }
+  return v;
+}
+
+function validateOwnerId(v: unknown, field: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) {
+    throw new ValidationError(field, `${String(v)} is not a uid/gid in 0-4294967294`, "ERR_INVALID_ID");
+  }
+  return v;
+}
+
+/**
+ * Validates an attach request and puts it in a canonical form (its JSON identifies a retry).
+ * @throws ValidationError naming the bad field.
+ */
+export function normalizeAttach(vmId: string, o: AttachOptions = {}): VmRequest {
+  if (typeof o !== "object" || o === null) throw new ValidationError("options", "must be an object");
+  const mtu = o.mtu === undefined ? DEFAULT_MTU : validateMtu(o.mtu);
+  const uid = o.uid === undefined ? 0 : validateOwnerId(o.uid, "uid");
+  const gid = o.gid === undefined ? 0 : validateOwnerId(o.gid, "gid");
+  const guestIp = o.guestIp === undefined ? undefined : validateIPv4(o.guestIp, "guestIp");
+  const dnsIn = o.dns ?? [];
+  if (!Array.isArray(dnsIn) || dnsIn.length > 2) {
+    throw new ValidationError(
+      "dns",
+      "must be an array of at most 2 IPv4 addresses (the kernel's ip= takes two)",
+    );
+  }
+  const dns = dnsIn.map((d, i) => validateIPv4(d, `dns[${i}]`));
+  const wants = expandPublish(o.publish ?? []);
+  const req: VmRequest = { vmId, mtu, uid, gid, dns, wants, json: "" };
+  if (guestIp !== undefined) req.guestIp = guestIp;
+  req.json = JSON.stringify({ guestIp: guestIp ?? null, mtu, uid, gid, dns, wants });
+  return req;
+}
+
+/** Subnet facts from a CIDR. @throws ValidationError for a bad CIDR or a prefix outside 8–30. */
+export function subnetInfo(cidr: string): SubnetInfo {
+  const c = parseCidr(cidr, "subnet");
+  if (c.prefix < 8 || c.prefix > 30) {
+    throw new ValidationError("subnet", `/${c.prefix} is outside /8-/30`, "ERR_INVALID_CIDR");
+  }
+  const network = ipv4ToInt(c.network);
+  const size = 2 ** (32 - c.prefix);
+  return { cidr: c, network, first: network + 2, last: network + size - 2, gateway: intToIPv4(network + 1) };
+}
+
+function holdKey(p: { protocol: string; hostIp: string; hostPort: number }): string {
+  return `${p.protocol} ${p.hostIp} ${p.hostPort}`;
+}
+
+function toMapping(guestIp: string, p: PortRecord): Mapping {
+  return {
+    protocol: p.protocol,
+    host: p.hostIp === ANY_HOST ? { kind: "any" } : { kind: "address", ip: p.hostIp },
+    hostPort: p.hostPort,
+    guestIp,
+    guestPort: p.guestPort,
+  };
+}
+
+function mappingKey(m: Mapping): string {
+  const host = m.host.kind === "any" ? "*" : m.host.kind === "address" ? m.host.ip : `%${m.host.name}`;
+  return `${m.protocol} ${host} ${m.hostPort} ${m.guestIp} ${m.guestPort}`;
+}
+
+/** True when the host reaches the port through 127.0.0.1, which needs route_localnet on the TAP. */
+function coversLoopback(p: PortRecord): boolean {
+  return p.hostIp === ANY_HOST || p.hostIp.startsWith("127.");
+}
+
+function isErrno(e: unknown, errno: number): boolean {
+  return e instanceof KernelError && e.errno === errno;
+}
+
+/** See the module comment. Open with {@link HostNetwork.open}; `close()` when done. */
+export class HostNetwork {
+  readonly #state: HostState;
+  readonly #ownsState: boolean;
+  readonly #subnet: SubnetInfo;
+  readonly #table: string;
+  readonly #group: number;
+  readonly #batchGroup: number;
+  readonly #portRange: PortRange;
+  readonly #holdPorts: boolean;
+  readonly #nl: NetlinkSocket;
+  readonly #nft: NftApplier;
+  readonly #hooks: HostNetworkHooks | undefined;
+  readonly #self: ProcessIdentity = selfIdentity();
+  readonly #vmLocks = new KeyedMutex();
+  readonly #passes = new SharedExclusive();
+  /** VMs this process is attaching or detaching right now. */
+  readonly #busy = new Set<string>();
+  /** Held port sockets, per VM, by holdKey. */
+  readonly #holds = new Map<string, Map<string, number>>();
+  #ct: NetlinkSocket | undefined | null;
+  #closed = false;
+
+  private constructor(
+    state: HostState,
+    ownsState: boolean,
+    subnet: SubnetInfo,
+    nl: NetlinkSocket,
+    nft: NftApplier,
+    o: HostNetworkOptions,
+  ) {
+    this.#state = state;
+    this.#ownsState = ownsState;
+    this.#subnet = subnet;
+    this.#table = o.table ?? "microvm_net";
+    this.#group = o.group ?? DEFAULT_TAP_GROUP;
+    this.#batchGroup = o.batchGroup ?? DEFAULT_BATCH_GROUP;
+    this.#portRange = o.portRange ?? DEFAULT_EPHEMERAL_RANGE;
+    this.#holdPorts = o.holdPorts ?? true;
+    this.#nl = nl;
+    this.#nft = nft;
+    this.#hooks = o.hooks;
+  }
+
+  /**
+   * Opens the state database and the kernel handles. Does not touch the kernel; call
+   * {@link reconcile} at start-up to bring it to the recorded state.
+   * @throws ValidationError for bad options; ConflictError when `subnet` differs from the recorded
+   *   one while VMs are recorded; SqliteError / MvnetError from the database.
+   */
+  static async open(options: HostNetworkOptions = {}): Promise<HostNetwork> {
+    if (options.subnet !== undefined) subnetInfo(options.subnet);
+    for (const [field, v] of [
+      ["group", options.group],
+      ["batchGroup", options.batchGroup],
+    ] as const) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > 0xffffffff)) {
+        throw new ValidationError(field, `${String(v)} is not an interface group in 1-4294967295`);
+      }
+    }
+    if ((options.group ?? DEFAULT_TAP_GROUP) === (options.batchGroup ?? DEFAULT_BATCH_GROUP)) {
+      throw new ValidationError("batchGroup", "must differ from group");
+    }
+    if (options.portRange)
+      ephemeralPorts(options.portRange, { localRange: { start: 0, end: 0 }, reserved: [] });
+    const state = HostState.open(options.statePath ?? DEFAULT_STATE_DB);
+    try {
+      const cidr = state.write(() => {
+        const recorded = state.getMeta("subnet");
+        const wanted = options.subnet ? subnetInfo(options.subnet) : subnetInfo(recorded ?? SUBNET);
+        const text = `${wanted.cidr.network}/${wanted.cidr.prefix}`;
+        if (recorded !== undefined && recorded !== text && state.count() > 0) {
+          throw new ConflictError(
+            `${state.path} records VMs in ${recorded}; detach them before switching to ${text}`,
+          );
+        }
+        if (recorded !== text) state.setMeta("subnet", text);
+        return text;
+      });
+      const ctx = context({ netlink: options.netlink, nft: options.nft, table: options.table });
+      const nft = await ctx.nft();
+      return new HostNetwork(state, true, subnetInfo(cidr), ctx.netlink, nft, options);
+    } catch (e) {
+      state.close();
+      throw e;
+    }
+  }
+
+  /** The guest subnet, e.g. `10.200.0.0/16`. */
+  get subnet(): string {
+    return `${this.#subnet.cidr.network}/${this.#subnet.cidr.prefix}`;
+  }
+
+  /** Path of the state database. */
+  get statePath(): string {
+    return this.#state.path;
+  }
+
+  /**
+   * Gives VM `vmId` its network and returns what its VMM needs. Attaching a VM that is already
+   * attached with the same options returns its attachment unchanged (a retry is safe).
+   * @throws ValidationError for bad input, before anything is touched.
+   * @throws AlreadyExistsError when the VM is attached with other options (detach it first).
+   * @throws ConflictError when another live process is attaching or detaching this VM, when a
+   *   requested address or port is taken (the message names the VM or says "another process").
+   * @throws ExhaustedError when no address, port or name is free.
+   * @throws KernelError / FirewallError from the kernel, after everything done so far was undone.
+   */
+  async attach(vmId: string, options: AttachOptions = {}): Promise<Attachment> {
+    const id = validateVmId(vmId);
+    const req = normalizeAttach(id, options);
+    this.#checkOpen();
+    return this.#passes.shared(() => this.#vmLocks.run([id], () => this.#attach(req)));
+  }
+
+  /**
+   * Takes back everything VM `vmId` was given: mappings, then the TAP, then address, ports and name.
+   * A VM with no record is a no-op.
+   * @returns true when a VM was detached.
+   * @throws ValidationError for a bad id; ConflictError when another live process is attaching or
+   *   detaching it; KernelError / FirewallError (the record stays `detaching`, and a retry or
+   *   `reconcile()` finishes the job).
+   */
+  async detach(vmId: string): Promise<boolean> {
+    const id = validateVmId(vmId);
+    this.#checkOpen();
+    return this.#passes.shared(() =>
+      this.#vmLocks.run([id], async () => (await this.#detachMany([id], true)).length === 1),
+    );
+  }
+
+  /**
+   * Detaches several VMs at once, amortized: mappings one by one, then all TAPs in one group delete
+   * (one RCU grace period, ~16 ms, for the batch instead of one per TAP). Unknown VMs are skipped.
+   * @returns the VMs detached.
+   * @throws as {@link detach}; a ConflictError for one VM is thrown before anything is touched.
+   */
+  async detachMany(vmIds: readonly string[]): Promise<string[]> {
+    const ids = [...new Set(vmIds.map((v) => validateVmId(v)))].sort();
+    this.#checkOpen();
+    return this.#passes.shared(() => this.#vmLocks.run(ids, () => this.#detachMany(ids, true)));
+  }
+
+  /** The attachment of `vmId` (in any state), or undefined. @throws ValidationError. */
+  get(vmId: string): Attachment | undefined {
+    const id = validateVmId(vmId);
+    this.#checkOpen();
+    const rec = this.#state.get(id);
+    return rec ? this.#toAttachment(rec) : undefined;
+  }
+
+  /** Every recorded VM, by id. */
+  list(): Attachment[] {
+    this.#checkOpen();
+    return this.#state.list().map((r) => this.#toAttachment(r));
+  }
+
+  /**
+   * Brings the kernel to the recorded state: rolls back attaches and finishes detaches that a dead
+   * process left half-done, recreates missing TAPs, neighbour entries and mappings of attached VMs,
+   * removes our TAPs and map elements (towards our subnet) that no record explains, and holds the
+   * recorded ports (when holding is on). Work that another live process is doing is left alone.
+   * Safe to run at any time, from any process; runs alone within this process.
+   * @throws KernelError / FirewallError on the first failure (a rerun continues from there).
+   */
+  async reconcile(): Promise<ReconcileReport> {
+    this.#checkOpen();
+    return this.#passes.exclusive(() => this.#reconcile());
+  }
+
+  /**
+   * Drops every recorded VM not in `liveVmIds` (VMs that no longer exist), detaching them fully.
+   * VMs another live process is attaching or detaching are left alone.
+   * @returns the VMs dropped.
+   * @throws ValidationError for a bad id; as {@link detachMany}.
+   */
+  async gc(liveVmIds: readonly string[]): Promise<string[]> {
+    if (!Array.isArray(liveVmIds)) throw new ValidationError("liveVmIds", "must be an array of VM ids");
+    const live = new Set(liveVmIds.map((v) => validateVmId(v)));
+    this.#checkOpen();
+    return this.#passes.exclusive(async () => {
+      const gone = this.#state
+        .list()
+        .filter((r) => !live.has(r.vmId) && !(r.state !== "attached" && this.#ownerWorking(r)))
+        .map((r) => r.vmId);
+      return this.#detachMany(gone, false);
+    });
+  }
+
+  /**
+   * Releases the held ports and closes the database (the kernel state stays). The shared netlink
+   * socket and nftables context are not closed (closeShared() does that). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#passes.exclusive(async () => undefined);
+    this.#closed = true;
+    for (const vm of this.#holds.values()) for (const fd of vm.values()) releasePort(fd);
+    this.#holds.clear();
+    this.#ct?.close();
+    if (this.#ownsState) this.#state.close();
+  }
+
+  // ---- internals ----
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ValidationError("hostNetwork", "is closed");
+  }
+
+  async #step(step: Step, vmId: string): Promise<void> {
+    await this.#hooks?.step?.(step, vmId);
+  }
+
+  /** True when the owner of an in-progress record is still at work (another live process, or this one). */
+  #ownerWorking(rec: VmRecord): boolean {
+    if (!rec.owner) return false;
+    if (rec.owner.pid === this.#self.pid && rec.owner.start === this.#self.start)
+      return this.#busy.has(rec.vmId);
+    return isAlive(rec.owner);
+  }
+
+  #toAttachment(rec: VmRecord): Attachment {
+    const hostIp = this.#subnet.gateway;
+    const prefix = this.#subnet.cidr.prefix;
+    const a: Attachment = {
+      vmId: rec.vmId,
+      state: rec.state,
+      tap: rec.tap,
+      hostIp,
+      guestIp: rec.guestIp,
+      prefix,
+      guestMac: rec.guestMac,
+      mtu: rec.mtu,
+      dns: rec.dns,
+      ports: rec.ports.map((p) => ({
+        protocol: p.protocol,
+        hostIp: p.hostIp,
+        hostPort: p.hostPort,
+        guestPort: p.guestPort,
+      })),
+      bootArg: guestBootArg({ guestIp: rec.guestIp, hostIp, prefix, dns: rec.dns, ifname: GUEST_IFACE }),
+      firecracker: { iface_id: GUEST_IFACE, host_dev_name: rec.tap, guest_mac: rec.guestMac, mtu: rec.mtu },
+    };
+    if (rec.uid !== undefined) a.uid = rec.uid;
+    if (rec.gid !== undefined) a.gid = rec.gid;
+    return a;
+  }
+
+  async #attach(req: VmRequest): Promise<Attachment> {
+    const id = req.vmId;
+    this.#busy.add(id);
+    try {
+      for (let round = 0; ; round++) {
+        const existing = this.#state.get(id);
+        if (!existing) break;
+        if (existing.state === "attached") {
+          if (existing.request === req.json) return this.#toAttachment(existing);
+          throw new AlreadyExistsError(`VM "${id}" is already attached with other options; detach it first`);
+        }
+        if (this.#ownerWorking(existing) && existing.owner?.pid !== this.#self.pid) {
+          throw new ConflictError(
+            `VM "${id}" is being ${existing.state === "attaching" ? "attached" : "detached"} by process ${existing.owner?.pid}`,
+          );
+        }
+        if (round > 0)
+          throw new ConflictError(`VM "${id}" keeps a half-done record that could not be cleared`);
+        await this.#undo(existing); // left half-done by a process that died
+      }
+      const ephemeral = ephemeralPorts(this.#portRange, readLocalPortPolicy());
+      const alloc = this.#state.write(() =>
+        allocateVm(
+          this.#state,
+          this.#subnet,
+          req,
+          ephemeral,
+          this.#self,
+          (proto, ip, port) => this.#takePort(proto, ip, port),
+          releasePort,
+        ),
+      );
+      let rec = alloc.record;
+      this.#keepHolds(id, rec.ports, alloc.handles);
+      try {
+        await this.#step("allocated", id);
+        const tap = await this.#ensureTap(rec, true);
+        rec = tap.rec;
+        await this.#step("tap", id);
+        await neighAdd(this.#nl, { index: tap.index, ip: rec.guestIp, mac: rec.guestMac, permanent: true });
+        await this.#step("neighbour", id);
+        await this.#addMappings(rec, rec.ports);
+        await this.#flushConntrackForPorts(rec.ports);
+        await this.#step("mappings", id);
+        this.#state.setState(id, "attached");
+        rec.state = "attached";
+        rec.owner = undefined;
+      } catch (e) {
+        try {
+          await this.#undo(rec);
+        } catch {
+          // The record stays `attaching` with this process as owner; once this call returns it is
+          // no longer busy, so the next reconcile() (or attach) rolls it back.
+        }
+        throw e;
+      }
+      await this.#step("attached", id);
+      return this.#toAttachment(rec);
+    } finally {
+      this.#busy.delete(id);
+    }
+  }
+
+  /** PortTaker for allocation: binds and keeps (or, with holding off, binds to check and closes). */
+  #takePort(protocol: Protocol, hostIp: string, port: number): number | undefined {
+    try {
+      return holdPort(protocol, hostIp, port);
+    } catch (e) {
+      if (isErrno(e, EADDRINUSE)) return undefined;
+      throw e;
+    }
+  }
+
+  #keepHolds(vmId: string, ports: readonly PortRecord[], handles: readonly number[]): void {
+    if (!this.#holdPorts) {
+      for (const h of handles) releasePort(h);
+      return;
+    }
+    let vm = this.#holds.get(vmId);
+    if (!vm) {
+      vm = new Map();
+      this.#holds.set(vmId, vm);
+    }
+    ports.forEach((p, i) => {
+      const fd = handles[i] as number;
+      const old = vm.get(holdKey(p));
+      if (old !== undefined && old !== fd) releasePort(old);
+      vm.set(holdKey(p), fd);
+    });
+  }
+
+  #releaseHolds(vmId: string): void {
+    const vm = this.#holds.get(vmId);
+    if (!vm) return;
+    for (const fd of vm.values()) releasePort(fd);
+    this.#holds.delete(vmId);
+  }
+
+  /**
+   * Makes the VM's TAP (owner, MTU, address pair, alias, group, up). A name taken by an interface
+   * that is not this VM's leftover is never touched: the VM gets its next name instead (recorded).
+   * A leftover of this VM (same alias, or the bare alias of a TAP cut off before its alias was set)
+   * is deleted and made again when `fresh` (nothing can be using it yet).
+   * @returns the record (with its TAP name updated when it changed) and the TAP's ifindex.
+   */
+  async #ensureTap(rec: VmRecord, fresh: boolean): Promise<{ rec: VmRecord; index: number }> {
+    const avoid = new Set<string>();
+    for (let attempt = 0; attempt < 8; attempt++) {
+      try {
+        const info = await createPointToPointTap(
+          rec.tap,
+          this.#subnet.gateway,
+          rec.guestIp,
+          rec.uid ?? 0,
+          rec.gid ?? 0,
+          { mtu: rec.mtu, group: this.#group, netlink: this.#nl, nft: this.#nft, table: this.#table },
+        );
+        await linkSet(this.#nl, info.index, { alias: tapAliasFor(rec.vmId) });
+        if (rec.ports.some(coversLoopback)) {
+          // A packet from 127.0.0.1 DNATed to the guest leaves through this TAP; the kernel routes a
+          // loopback source to a non-loopback device only with route_localnet (net/ipv4/route.c).
+          sysctlSet(ifaceSysctlPath("ipv4", rec.tap, "route_localnet"), "1");
+        }
+        return { rec, index: info.index };
+      } catch (e) {
+        if (!(e instanceof AlreadyExistsError)) throw e;
+      }
+      const link = await linkGet(this.#nl, rec.tap);
+      if (!link) continue; // gone meanwhile: try the same name again
+      const leftover =
+        link.kind === "tun" && (link.alias === tapAliasFor(rec.vmId) || link.alias === TAP_ALIAS);
+      if (leftover && fresh && link.alias === tapAliasFor(rec.vmId)) {
+        await this.#deleteLink(link);
+        continue;
+      }
+      avoid.add(rec.tap);
+      const name = this.#state.write(() => {
+        const n = allocateTapName(this.#state, rec.vmId, avoid);
+        this.#state.setTap(rec.vmId, n);
+        return n;
+      });
+      rec = { ...rec, tap: name };
+    }
+    throw new ConflictError(`could not find a free TAP name for VM "${rec.vmId}"`);
+  }
+
+  async #deleteLink(link: Link): Promise<void> {
+    try {
+      await linkDel(this.#nl, link.index);
+    } catch (e) {
+      if (!isErrno(e, ENODEV)) throw e;
+    }
+  }
+
+  /**
+   * Adds the mappings of `ports`. An element in the way that leads into our subnet, to an address no
+   * record holds, is an orphan: it is removed and the add retried.
+   */
+  async #addMappings(rec: VmRecord, ports: readonly PortRecord[]): Promise<number> {
+    let added = 0;
+    for (const p of ports) {
+      const m = toMapping(rec.guestIp, p);
+      try {
+        if (await addMapping(this.#nft, this.#table, m)) added++;
+        continue;
+      } catch (e) {
+        if (!(e instanceof ConflictError) || !e.owner) throw e;
+        const [ip, port] = e.owner.split(":");
+        if (!ip || !this.#inSubnet(ip) || this.#state.ipHolder(ipv4ToInt(ip)) !== undefined) throw e;
+        await removeMapping(this.#nft, this.#table, { ...m, guestIp: ip, guestPort: Number(port) });
+      }
+      if (await addMapping(this.#nft, this.#table, m)) added++;
+    }
+    return added;
+  }
+
+  #inSubnet(ip: string): boolean {
+    const n = ipv4ToInt(ip);
+    return (n & prefixMask(this.#subnet.cidr.prefix)) >>> 0 === this.#subnet.network;
+  }
+
+  async #removeMappings(rec: VmRecord): Promise<void> {
+    for (const p of rec.ports) await removeMapping(this.#nft, this.#table, toMapping(rec.guestIp, p));
+  }
+
+  /** The ctnetlink socket, opened on first use; null when the kernel has no ctnetlink. */
+  #conntrack(): NetlinkSocket | null {
+    if (this.#ct === undefined) {
+      try {
+        this.#ct = openConntrackSocket();
+      } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
+        this.#ct = null;
+      }
+    }
+    return this.#ct;
+  }
+
+  /** Deletes conntrack entries matching `pred` (best effort where the kernel lacks ctnetlink). */
+  async #flushConntrack(pred: (e: ConntrackEntry) => boolean): Promise<void> {
+    const ct = this.#conntrack();
+    if (!ct) return;
+    let entries: ConntrackEntry[];
+    try {
+      entries = await conntrackList(ct);
+    } catch (e) {
+      if (isErrno(e, ENOENT) || isErrno(e, osConstants.errno.EOPNOTSUPP)) return;
+      throw e;
+    }
+    for (const e of entries) if (pred(e)) await conntrackDelete(ct, e);
+  }
+
+  /**
+   * Removes UDP conntrack entries towards newly published UDP host ports: a client that sent to the
+   * port before (unanswered, or to the previous guest) would keep its entry, whose NAT was decided on
+   * its first packet, and never reach the new guest.
+   */
+  async #flushConntrackForPorts(ports: readonly PortRecord[]): Promise<void> {
+    const udp = ports.filter((p) => p.protocol === "udp");
+    if (udp.length === 0) return;
+    let local: Set<string> | undefined;
+    if (udp.some((p) => p.hostIp === ANY_HOST))
+      local = new Set((await addrList(this.#nl)).map((a) => a.local));
+    await this.#flushConntrack(
+      (e) =>
+        e.orig.proto === 17 &&
+        udp.some(
+          (p) =>
+            e.orig.dstPort === p.hostPort &&
+            (p.hostIp === ANY_HOST ? (local?.has(e.orig.dst) ?? false) : e.orig.dst === p.hostIp),
+        ),
+    );
+  }
+
+  /** Removes UDP conntrack entries translated to these guests (clients of a VM that is going away). */
+  async #flushConntrackForGuests(guestIps: ReadonlySet<string>): Promise<void> {
+    if (guestIps.size === 0) return;
+    await this.#flushConntrack(
+      (e) => e.orig.proto === 17 && guestIps.has(e.reply.src) && e.orig.dst !== e.reply.src,
+    );
+  }
+
+  /** Undoes a record's kernel state (mappings, TAP), its holds and the record, without marking it. */
+  async #undo(rec: VmRecord): Promise<void> {
+    await this.#removeMappings(rec);
+    const link = await linkGet(this.#nl, rec.tap);
+    if (link && link.kind === "tun" && (link.alias === tapAliasFor(rec.vmId) || link.alias === TAP_ALIAS)) {
+      await this.#deleteLink(link);
+    }
+    this.#releaseHolds(rec.vmId);
+    this.#state.delete(rec.vmId);
+  }
+
+  /**
+   * The body of detach / detachMany / gc. `strict`: a VM another live process works on is a
+   * ConflictError (thrown before anything is touched); otherwise it is skipped.
+   */
+  async #detachMany(ids: readonly string[], strict: boolean): Promise<string[]> {
+    for (const id of ids) this.#busy.add(id);
+    try {
+      const recs = this.#state.write(() => {
+        const out: VmRecord[] = [];
+        for (const id of ids) {
+          const rec = this.#state.get(id);
+          if (!rec) continue;
+          if (
+            rec.state !== "attached" &&
+            rec.owner &&
+            isAlive(rec.owner) &&
+            rec.owner.pid !== this.#self.pid
+          ) {
+            if (strict) {
+              throw new ConflictError(
+                `VM "${id}" is being ${rec.state === "attaching" ? "attached" : "detached"} by process ${rec.owner.pid}`,
+              );
+            }
+            continue;
+          }
+          this.#state.setState(id, "detaching", this.#self);
+          out.push({ ...rec, state: "detaching", owner: this.#self });
+        }
+        return out;
+      });
+      for (const r of recs) await this.#step("detach:marked", r.vmId);
+      for (const r of recs) await this.#removeMappings(r);
+      await this.#flushConntrackForGuests(
+        new Set(recs.filter((r) => r.ports.some((p) => p.protocol === "udp")).map((r) => r.guestIp)),
+      );
+      for (const r of recs) await this.#step("detach:mappings", r.vmId);
+      await this.#deleteTaps(recs);
+      for (const r of recs) await this.#step("detach:tap", r.vmId);
+      for (const r of recs) this.#releaseHolds(r.vmId);
+      this.#state.write(() => {
+        for (const r of recs) this.#state.delete(r.vmId);
+      });
+      return recs.map((r) => r.vmId);
+    } finally {
+      for (const id of ids) this.#busy.delete(id);
+    }
+  }
+
+  /**
+   * Deletes the TAPs of these records (those that exist and are ours). One TAP: one RTM_DELLINK.
+   * Several: each goes down and into the batch group, then one RTM_DELLINK by group removes them all
+   * — unless something that is not a VM TAP of ours sits in that group, which is then never deleted
+   * (one request per TAP instead).
+   */
+  async #deleteTaps(recs: readonly VmRecord[]): Promise<void> {
+    if (recs.length === 0) return;
+    const links = await linkList(this.#nl);
+    const byName = new Map(links.map((l) => [l.name, l]));
+    const mine = recs
+      .map((r) => ({ r, l: byName.get(r.tap) }))
+      .filter(
+        (x): x is { r: VmRecord; l: Link } =>
+          x.l !== undefined &&
+          x.l.kind === "tun" &&
+          (x.l.alias === tapAliasFor(x.r.vmId) || x.l.alias === TAP_ALIAS),
+      )
+      .map((x) => x.l);
+    await this.#deleteLinks(mine, links);
+  }
+
+  /** Deletes our links, batched through the batch group when there are several (see #deleteTaps). */
+  async #deleteLinks(mine: readonly Link[], all: readonly Link[]): Promise<void> {
+    const foreignInBatch = all.some((l) => l.group === this.#batchGroup && !isVmTap(l));
+    if (mine.length === 1 || foreignInBatch) {
+      for (const l of mine) await this.#deleteLink(l);
+      return;
+    }
+    if (mine.length === 0) return;
+    for (const l of mine) {
+      try {
+        // Down first: out of the anti-spoofing group, the TAP must not pass packets.
+        await linkSet(this.#nl, l.index, { up: false, group: this.#batchGroup });
+      } catch (e) {
+        if (!isErrno(e, ENODEV)) throw e;
+      }
+    }
+    await linkDelGroup(this.#nl, this.#batchGroup);
+  }
+
+  async #reconcile(): Promise<ReconcileReport> {
+    const report: ReconcileReport = {
+      rolledBack: [],
+      finishedDetaches: [],
+      recreatedTaps: [],
+      removedTaps: [],
+      addedMappings: 0,
+      removedMappings: 0,
+      inProgress: [],
+      unheldPorts: [],
+    };
+    // Half-done work of dead processes first.
+    for (const rec of this.#state.list()) {
+      if (rec.state === "attached") continue;
+      if (this.#ownerWorking(rec)) continue;
+      if (rec.state === "attaching") {
+        await this.#undo(rec);
+        report.rolledBack.push(rec.vmId);
+      } else {
+        await this.#detachMany([rec.vmId], false);
+        report.finishedDetaches.push(rec.vmId);
+      }
+    }
+    // Kernel first, records second: a TAP or element made after the records were read could not be
+    // explained by them, but one seen before is explained by a record that existed when it was made.
+    const links = await linkList(this.#nl);
+    const mappings = await listMappings(this.#nft, this.#table);
+    const recs = this.#state.list();
+    const byTap = new Map(recs.map((r) => [r.tap, r]));
+    const protectedIps = new Set<string>();
+    for (const r of recs) {
+      if (r.state !== "attached") {
+        protectedIps.add(r.guestIp);
+        report.inProgress.push(r.vmId);
+      }
+    }
+
+    // Orphan TAPs: marked as a VM's, in our groups, and no record has that name.
+    const orphans = links.filter(
+      (l) => isVmTap(l) && (l.group === this.#group || l.group === this.#batchGroup) && !byTap.has(l.name),
+    );
+    await this.#deleteLinks(orphans, links);
+    report.removedTaps.push(...orphans.map((l) => l.name));
+
+    // Attached VMs: TAP and neighbour entry.
+    const linkByName = new Map(links.map((l) => [l.name, l]));
+    for (const r of recs) {
+      if (r.state !== "attached") continue;
+      let link = linkByName.get(r.tap);
+      if (!link) {
+        const fresh = this.#state.get(r.vmId);
+        if (fresh?.state !== "attached") continue;
+        const made = await this.#ensureTap(fresh, false);
+        link = { index: made.index } as Link;
+        report.recreatedTaps.push(r.vmId);
+      }
+      try {
+        await neighAdd(this.#nl, { index: link.index, ip: r.guestIp, mac: r.guestMac, permanent: true });
+      } catch (e) {
+        if (!isErrno(e, ENODEV)) throw e; // detached meanwhile
+      }
+    }
+
+    // Mappings: the recorded ones present, no orphan towards our subnet.
+    const present = new Set(mappings.map(mappingKey));
+    const wanted = new Map<string, { rec: VmRecord; port: PortRecord }>();
+    for (const r of recs) {
+      if (r.state !== "attached") continue;
+      for (const p of r.ports) wanted.set(mappingKey(toMapping(r.guestIp, p)), { rec: r, port: p });
+    }
+    for (const m of mappings) {
+      if (!this.#inSubnet(m.guestIp) || protectedIps.has(m.guestIp) || wanted.has(mappingKey(m))) continue;
+      if ((await removeMapping(this.#nft, this.#table, m)) === "removed") report.removedMappings++;
+    }
+    for (const [key, w] of wanted) {
+      if (present.has(key)) continue;
+      report.addedMappings += await this.#addMappings(w.rec, [w.port]);
+    }
+
+    // Port holds: every attached VM's ports, when holding is on; none for VMs no longer recorded.
+    const recorded = new Set(recs.map((r) => r.vmId));
+    for (const vmId of [...this.#holds.keys()]) if (!recorded.has(vmId)) this.#releaseHolds(vmId);
+    if (this.#holdPorts) {
+      for (const r of recs) {
+        if (r.state !== "attached") continue;
+        const held = this.#holds.get(r.vmId);
+        const ports: PortRecord[] = [];
+        const fds: number[] = [];
+        for (const p of r.ports) {
+          if (held?.has(holdKey(p))) continue;
+          const fd = this.#takePort(p.protocol, p.hostIp, p.hostPort);
+          if (fd === undefined) {
+            report.unheldPorts.push({
+              vmId: r.vmId,
+              protocol: p.protocol,
+              hostIp: p.hostIp,
+              hostPort: p.hostPort,
+              guestPort: p.guestPort,
+            });
+          } else {
+            ports.push(p);
+            fds.push(fd);
+          }
+        }
+        if (ports.length > 0) this.#keepHolds(r.vmId, ports, fds);
+      }
+    }
+    return report;
+  }
+}
