@@ -1,6 +1,14 @@
 // One timed phase: n operations one after another, each timed, with the event loop watched.
 import { type LagStats, lagStats, now, type OpStats, opStats, withLoopLag } from "./stats.js";
 
+/**
+ * Collects garbage left by earlier phases (when node runs with --expose-gc, as scripts/bench.mjs
+ * starts it), so that V8's work on it does not land in this phase's loop lag.
+ */
+export function collectGarbage(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
 /** What one phase measured. */
 export interface PhaseResult {
   /** Per-operation times. */
@@ -21,6 +29,7 @@ export interface PhaseResult {
  */
 export async function phase(n: number, op: (i: number) => Promise<unknown> | unknown): Promise<PhaseResult> {
   const times: number[] = [];
+  collectGarbage();
   const lag = await withLoopLag(async () => {
     for (let i = 0; i < n; i++) {
       const t = now();
@@ -41,6 +50,7 @@ export async function rounds<K extends string>(
 ): Promise<Record<K, PhaseResult>> {
   const names = Object.keys(ops) as K[];
   const times = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  collectGarbage();
   const lag = await withLoopLag(async () => {
     for (let i = 0; i < n; i++) {
       for (const k of names) {
@@ -73,6 +83,7 @@ export function once(op: () => Promise<unknown> | unknown): Promise<PhaseResult>
  */
 export function syncPhase(n: number, op: (i: number) => unknown): PhaseResult {
   const times = new Array<number>(n);
+  collectGarbage();
   for (let i = 0; i < n; i++) {
     const t = now();
     op(i);

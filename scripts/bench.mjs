@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick]`: runs bench/main.ts inside a private network + mount namespace, so the
-// TAPs and rules it makes never touch the machine's own namespace.
+// `npm run bench [-- --quick] [-- --runs N] [-- --only SUITES]`: runs bench/main.ts inside a private
+// network + mount namespace, so the TAPs and rules it makes never touch the machine's own namespace.
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 
@@ -15,7 +15,12 @@ const r = spawnSync(
     ...ns,
     "--",
     join(root, "scripts", "netns-setup.sh"),
-    join(root, "node_modules", ".bin", "tsx"),
+    process.execPath,
+    // The benchmark collects garbage before each phase (bench/phase.ts), so that a phase's loop lag
+    // is its own and not the collection of what earlier phases left.
+    "--expose-gc",
+    "--import",
+    "tsx",
     join(root, "bench", "main.ts"),
     ...process.argv.slice(2),
   ],
