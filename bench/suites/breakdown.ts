@@ -1,11 +1,16 @@
 // Where the time of one TAP create and one port-mapping change goes, step by step — the same calls
 // the API makes, timed one at a time. Not part of the default run: `npm run bench -- --only breakdown`.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   openNft,
   renderCreateElement,
   renderProbeAbsent,
   renderRemoveElement,
 } from "../../src/firewall/index.js";
+import { HostNetwork } from "../../src/host/index.js";
 import { bootstrap, DEFAULT_TAP_GROUP, teardown } from "../../src/index.js";
 import { koffi } from "../../src/kernel/ffi.js";
 import {
@@ -159,5 +164,44 @@ export async function breakdownSuite(cfg: Config, rec: Recorder): Promise<void> 
   } finally {
     direct.close();
     nft.close();
+  }
+  await hostBreakdown(cfg, rec);
+}
+
+/** HostNetwork attach / detach per step, read through its step hooks (time since the previous step). */
+async function hostBreakdown(cfg: Config, rec: Recorder): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "mvnet-bench-"));
+  const steps: Steps = {};
+  let last = now();
+  const host = await HostNetwork.open({
+    statePath: join(dir, "state.db"),
+    hooks: {
+      step(step) {
+        const t = now();
+        push(steps, step, t - last);
+        last = t;
+      },
+    },
+  });
+  await bootstrap();
+  try {
+    const n = cfg.mapSample;
+    for (let i = 0; i < n; i++) {
+      last = now();
+      const t0 = last;
+      await host.attach(`bd-vm-${i}`, { uid: cfg.uid, gid: cfg.uid, publish: ["80"] });
+      push(steps, "= attach total", now() - t0);
+    }
+    for (let i = 0; i < n; i++) {
+      last = now();
+      const t0 = last;
+      await host.detach(`bd-vm-${i}`);
+      push(steps, "= detach total", now() - t0);
+    }
+    report(`HostNetwork, ${n} VMs, per step (time since the previous step):`, steps, rec, "breakdown.host");
+  } finally {
+    await host.close();
+    await teardown();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
