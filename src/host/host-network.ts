@@ -35,7 +35,13 @@
 import { constants as osConstants } from "node:os";
 import { context, DEFAULT_TAP_GROUP, SUBNET, TAP_ALIAS } from "../api/context.js";
 import { createPointToPointTap } from "../api/tap.js";
-import { AlreadyExistsError, ConflictError, KernelError, ValidationError } from "../core/errors.js";
+import {
+  AlreadyExistsError,
+  ConflictError,
+  FirewallError,
+  KernelError,
+  ValidationError,
+} from "../core/errors.js";
 import {
   intToIPv4,
   ipv4ToInt,
@@ -44,7 +50,14 @@ import {
   prefixMask,
   validateIPv4,
 } from "../core/validate.js";
-import { addMapping, listMappings, type Mapping, type NftApplier, removeMapping } from "../firewall/index.js";
+import {
+  addMapping,
+  listMappings,
+  type Mapping,
+  type NftApplier,
+  removeMapping,
+  renderRemoveElement,
+} from "../firewall/index.js";
 import { guestBootArg } from "../guest/index.js";
 import {
   type ConntrackEntry,
@@ -83,6 +96,9 @@ const { EADDRINUSE, ENODEV, ENOENT } = osConstants.errno;
 
 /** Interface group TAPs move to just before a batched delete (one RTM_DELLINK for the whole group). */
 export const DEFAULT_BATCH_GROUP = DEFAULT_TAP_GROUP + 1;
+
+/** Map elements removed per nftables transaction in a batched detach. */
+const REMOVE_BATCH = 512;
 
 /** Name of the guest's interface in the Firecracker entry and the boot argument. */
 export const GUEST_IFACE = "eth0";
@@ -307,6 +323,7 @@ export class HostNetwork {
   /** Held port sockets, per VM, by holdKey. */
   readonly #holds = new Map<string, Map<string, number>>();
   #ct: NetlinkSocket | undefined | null;
+  #ephemeral: { key: string; ports: number[] } | undefined;
   #closed = false;
 
   private constructor(
@@ -554,7 +571,7 @@ export class HostNetwork {
           throw new ConflictError(`VM "${id}" keeps a half-done record that could not be cleared`);
         await this.#undo(existing); // left half-done by a process that died
       }
-      const ephemeral = ephemeralPorts(this.#portRange, readLocalPortPolicy());
+      const ephemeral = this.#ephemeralPorts();
       const alloc = this.#state.write(() =>
         allocateVm(
           this.#state,
@@ -595,6 +612,15 @@ export class HostNetwork {
     } finally {
       this.#busy.delete(id);
     }
+  }
+
+  /** The ephemeral ports under the kernel's current sysctls (recomputed only when they change). */
+  #ephemeralPorts(): number[] {
+    const policy = readLocalPortPolicy();
+    const key = JSON.stringify(policy);
+    if (this.#ephemeral?.key !== key)
+      this.#ephemeral = { key, ports: ephemeralPorts(this.#portRange, policy) };
+    return this.#ephemeral.ports;
   }
 
   /** PortTaker for allocation: binds and keeps (or, with holding off, binds to check and closes). */
@@ -719,6 +745,28 @@ export class HostNetwork {
     for (const p of rec.ports) await removeMapping(this.#nft, this.#table, toMapping(rec.guestIp, p));
   }
 
+  /**
+   * Removes the mappings of many VMs in few transactions: each is `add` + `delete` of the element
+   * (renderRemoveElement), which removes it when it leads to this guest and is a no-op when absent.
+   * A batch fails whole when one key leads to another guest (or the table is gone); that batch is
+   * then done one mapping at a time, which leaves another guest's element alone.
+   */
+  async #removeMappingsBatch(recs: readonly VmRecord[]): Promise<void> {
+    const all = recs.flatMap((r) => r.ports.map((p) => toMapping(r.guestIp, p)));
+    for (let i = 0; i < all.length; i += REMOVE_BATCH) {
+      const batch = all.slice(i, i + REMOVE_BATCH);
+      if (batch.length > 1) {
+        try {
+          await this.#nft.run(batch.map((m) => renderRemoveElement(this.#table, m)).join(""));
+          continue;
+        } catch (e) {
+          if (!(e instanceof FirewallError)) throw e;
+        }
+      }
+      for (const m of batch) await removeMapping(this.#nft, this.#table, m);
+    }
+  }
+
   /** The ctnetlink socket, opened on first use; null when the kernel has no ctnetlink. */
   #conntrack(): NetlinkSocket | null {
     if (this.#ct === undefined) {
@@ -818,7 +866,7 @@ export class HostNetwork {
         return out;
       });
       for (const r of recs) await this.#step("detach:marked", r.vmId);
-      for (const r of recs) await this.#removeMappings(r);
+      await this.#removeMappingsBatch(recs);
       await this.#flushConntrackForGuests(
         new Set(recs.filter((r) => r.ports.some((p) => p.protocol === "udp")).map((r) => r.guestIp)),
       );

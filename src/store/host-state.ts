@@ -3,6 +3,8 @@
  * got) and the primitives allocation is made of. Every change goes through {@link HostState.write},
  * an IMMEDIATE transaction: the database is the lock between processes.
  */
+
+import type Database from "better-sqlite3";
 import type { Protocol } from "../core/validate.js";
 import { intToIPv4, ipv4ToInt } from "../core/validate.js";
 import type { ProcessIdentity } from "../kernel/proc.js";
@@ -111,6 +113,8 @@ const byPort = (a: PortRecord, b: PortRecord) =>
 export class HostState {
   readonly db: StateDb;
   readonly path: string;
+  /** Prepared statements by SQL text: compiling one costs more than running it. */
+  readonly #stmts = new Map<string, Database.Statement>();
 
   /** Wraps an open database (see {@link HostState.open}). */
   constructor(db: StateDb, path: string) {
@@ -124,6 +128,15 @@ export class HostState {
    */
   static open(path: string = DEFAULT_STATE_DB): HostState {
     return new HostState(openStateDb(path), path);
+  }
+
+  #sql(text: string): Database.Statement {
+    let st = this.#stmts.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.#stmts.set(text, st);
+    }
+    return st;
   }
 
   /** Closes the database. */
@@ -142,34 +155,30 @@ export class HostState {
 
   /** A value of the meta table, or undefined. */
   getMeta(key: string): string | undefined {
-    const r = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as
-      | { value: string }
-      | undefined;
+    const r = this.#sql("SELECT value FROM meta WHERE key = ?").get(key) as { value: string } | undefined;
     return r?.value;
   }
 
   /** Sets a value of the meta table. */
   setMeta(key: string, value: string): void {
-    this.db
-      .prepare(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-      )
-      .run(key, value);
+    this.#sql(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    ).run(key, value);
   }
 
   /** The record of `vmId`, or undefined. */
   get(vmId: string): VmRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM vms WHERE vm_id = ?").get(vmId) as VmRow | undefined;
+    const row = this.#sql("SELECT * FROM vms WHERE vm_id = ?").get(vmId) as VmRow | undefined;
     if (!row) return undefined;
-    const ports = (this.db.prepare("SELECT * FROM ports WHERE vm_id = ?").all(vmId) as PortRow[]).map(toPort);
+    const ports = (this.#sql("SELECT * FROM ports WHERE vm_id = ?").all(vmId) as PortRow[]).map(toPort);
     return toRecord(row, ports.sort(byPort));
   }
 
   /** Every record, by VM id. */
   list(): VmRecord[] {
-    const rows = this.db.prepare("SELECT * FROM vms ORDER BY vm_id").all() as VmRow[];
+    const rows = this.#sql("SELECT * FROM vms ORDER BY vm_id").all() as VmRow[];
     const ports = new Map<string, PortRecord[]>();
-    for (const p of this.db.prepare("SELECT * FROM ports").all() as PortRow[]) {
+    for (const p of this.#sql("SELECT * FROM ports").all() as PortRow[]) {
       const list = ports.get(p.vm_id);
       if (list) list.push(toPort(p));
       else ports.set(p.vm_id, [toPort(p)]);
@@ -179,7 +188,7 @@ export class HostState {
 
   /** Number of records. */
   count(): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM vms").get() as { n: number }).n;
+    return (this.#sql("SELECT count(*) AS n FROM vms").get() as { n: number }).n;
   }
 
   /**
@@ -188,29 +197,27 @@ export class HostState {
    *   or a port is already recorded — callers check first, inside the same transaction.
    */
   insert(rec: VmRecord): void {
-    this.db
-      .prepare(
-        `INSERT INTO vms (vm_id, state, tap, guest_ip, mac, mtu, uid, gid, dns, request, owner_pid, owner_start,
+    this.#sql(
+      `INSERT INTO vms (vm_id, state, tap, guest_ip, mac, mtu, uid, gid, dns, request, owner_pid, owner_start,
                           created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        rec.vmId,
-        rec.state,
-        rec.tap,
-        ipv4ToInt(rec.guestIp),
-        rec.guestMac,
-        rec.mtu,
-        rec.uid ?? null,
-        rec.gid ?? null,
-        JSON.stringify(rec.dns),
-        rec.request,
-        rec.owner?.pid ?? null,
-        rec.owner?.start ?? null,
-        rec.createdAt,
-        rec.updatedAt,
-      );
-    const add = this.db.prepare(
+    ).run(
+      rec.vmId,
+      rec.state,
+      rec.tap,
+      ipv4ToInt(rec.guestIp),
+      rec.guestMac,
+      rec.mtu,
+      rec.uid ?? null,
+      rec.gid ?? null,
+      JSON.stringify(rec.dns),
+      rec.request,
+      rec.owner?.pid ?? null,
+      rec.owner?.start ?? null,
+      rec.createdAt,
+      rec.updatedAt,
+    );
+    const add = this.#sql(
       "INSERT INTO ports (vm_id, protocol, host_ip, host_port, guest_port, ephemeral) VALUES (?, ?, ?, ?, ?, ?)",
     );
     for (const p of rec.ports)
@@ -219,35 +226,31 @@ export class HostState {
 
   /** Sets the state and the owner (none when `owner` is undefined). @returns false when there is no such record. */
   setState(vmId: string, state: VmState, owner?: ProcessIdentity): boolean {
-    const r = this.db
-      .prepare("UPDATE vms SET state = ?, owner_pid = ?, owner_start = ?, updated_at = ? WHERE vm_id = ?")
-      .run(state, owner?.pid ?? null, owner?.start ?? null, Date.now(), vmId);
+    const r = this.#sql(
+      "UPDATE vms SET state = ?, owner_pid = ?, owner_start = ?, updated_at = ? WHERE vm_id = ?",
+    ).run(state, owner?.pid ?? null, owner?.start ?? null, Date.now(), vmId);
     return r.changes === 1;
   }
 
   /** Renames the TAP of a record. */
   setTap(vmId: string, tap: string): void {
-    this.db.prepare("UPDATE vms SET tap = ?, updated_at = ? WHERE vm_id = ?").run(tap, Date.now(), vmId);
+    this.#sql("UPDATE vms SET tap = ?, updated_at = ? WHERE vm_id = ?").run(tap, Date.now(), vmId);
   }
 
   /** Deletes a record and its ports. @returns false when there was none. */
   delete(vmId: string): boolean {
-    return this.db.prepare("DELETE FROM vms WHERE vm_id = ?").run(vmId).changes === 1;
+    return this.#sql("DELETE FROM vms WHERE vm_id = ?").run(vmId).changes === 1;
   }
 
   /** The VM whose TAP is called `name`, or undefined. */
   tapHolder(name: string): string | undefined {
-    const r = this.db.prepare("SELECT vm_id FROM vms WHERE tap = ?").get(name) as
-      | { vm_id: string }
-      | undefined;
+    const r = this.#sql("SELECT vm_id FROM vms WHERE tap = ?").get(name) as { vm_id: string } | undefined;
     return r?.vm_id;
   }
 
   /** The VM holding guest address `ip` (as an unsigned 32-bit integer), or undefined. */
   ipHolder(ip: number): string | undefined {
-    const r = this.db.prepare("SELECT vm_id FROM vms WHERE guest_ip = ?").get(ip) as
-      | { vm_id: string }
-      | undefined;
+    const r = this.#sql("SELECT vm_id FROM vms WHERE guest_ip = ?").get(ip) as { vm_id: string } | undefined;
     return r?.vm_id;
   }
 
@@ -257,18 +260,20 @@ export class HostState {
    */
   ipsFrom(from: number, limit: number): number[] {
     return (
-      this.db
-        .prepare("SELECT guest_ip FROM vms WHERE guest_ip >= ? ORDER BY guest_ip LIMIT ?")
-        .all(from, limit) as Array<{ guest_ip: number }>
+      this.#sql("SELECT guest_ip FROM vms WHERE guest_ip >= ? ORDER BY guest_ip LIMIT ?").all(
+        from,
+        limit,
+      ) as Array<{ guest_ip: number }>
     ).map((r) => r.guest_ip);
   }
 
   /** Every recorded (VM, host address) on `protocol`/`port`. */
   portHolders(protocol: Protocol, port: number): Array<{ vmId: string; hostIp: string }> {
     return (
-      this.db
-        .prepare("SELECT vm_id, host_ip FROM ports WHERE protocol = ? AND host_port = ?")
-        .all(protocol, port) as Array<{
+      this.#sql("SELECT vm_id, host_ip FROM ports WHERE protocol = ? AND host_port = ?").all(
+        protocol,
+        port,
+      ) as Array<{
         vm_id: string;
         host_ip: string;
       }>
@@ -277,7 +282,7 @@ export class HostState {
 
   /** A next-fit cursor (`ip`, `port:tcp`, `port:udp`), or undefined before its first use. */
   cursor(name: string): number | undefined {
-    const r = this.db.prepare("SELECT value FROM cursors WHERE name = ?").get(name) as
+    const r = this.#sql("SELECT value FROM cursors WHERE name = ?").get(name) as
       | { value: number }
       | undefined;
     return r?.value;
@@ -285,10 +290,8 @@ export class HostState {
 
   /** Moves a next-fit cursor. */
   setCursor(name: string, value: number): void {
-    this.db
-      .prepare(
-        "INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-      )
-      .run(name, value);
+    this.#sql(
+      "INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+    ).run(name, value);
   }
 }
