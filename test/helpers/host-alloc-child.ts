@@ -40,7 +40,7 @@ for (let i = 0; i < Number(count); i++) {
     port: p?.hostPort ?? 0,
   });
   // Let the other process in between our transactions.
-  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 2));
 }
 state.close();
 process.stdout.write(JSON.stringify(out));
