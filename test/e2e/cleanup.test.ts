@@ -16,7 +16,7 @@ import { VMM_GID, VMM_UID } from "./harness/artifacts.js";
 import { artifacts, e2eDescribe, printGuestsOnFailure } from "./harness/env.js";
 import { GuestVm } from "./harness/guest.js";
 import { httpGet, type PeerServer, peerClient, retryUntil, startPeer, udpAsk } from "./harness/net.js";
-import { type Snapshot, snapshot } from "./harness/snapshot.js";
+import { type Snapshot, settle, snapshot } from "./harness/snapshot.js";
 
 const HOST_IP = "10.200.0.1";
 const A = { name: "vm-a", tap: "mvtap-a", ip: "10.200.0.2" };
@@ -31,8 +31,9 @@ e2eDescribe("clean-up after real guests", () => {
 
   printGuestsOnFailure(() => [a, b]);
 
-  beforeAll(() => {
+  beforeAll(async () => {
     inet = makeInternet();
+    await settle();
     baseline = snapshot();
   });
 
@@ -96,6 +97,7 @@ e2eDescribe("clean-up after real guests", () => {
     for (const g of [A, B]) await deleteTap(g.tap);
     await teardown();
 
+    await settle();
     expect(snapshot()).toEqual(baseline);
   });
 });

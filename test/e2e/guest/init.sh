@@ -14,6 +14,7 @@ stty -echo
 
 # Standing services. The CGI answers who it is and whom it saw, and remembers every client.
 mkdir -p /www/cgi-bin
+echo "mvnet e2e guest" > /www/index.html
 cat > /www/cgi-bin/whoami <<'CGI'
 #!/bin/sh
 echo "$REMOTE_ADDR" >> /tmp/http-clients
@@ -23,7 +24,9 @@ CGI
 chmod 755 /www/cgi-bin/whoami
 : > /tmp/http-clients
 httpd -p 0.0.0.0:80 -h /www
-udp serve 9000 > /tmp/udp-log 2>&1 &
+nettool udp-serve 9000 > /tmp/udp-log 2>&1 &
+# Every IPv4 packet the NIC delivers, whoever it is for: what this guest really received.
+nettool sniff eth0 > /tmp/ip-log 2>&1 &
 
 read -r up _ < /proc/uptime
 echo "MVNET-READY uptime=$up"

@@ -1,6 +1,6 @@
 /**
  * Builds the guest's initramfs at test time: Debian's busybox-static with all its applet links, the
- * static `udp` tool compiled from guest/udp.c, and guest/init.sh as /init.
+ * static `nettool` compiled from guest/nettool.c, and guest/init.sh as /init.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -31,12 +31,14 @@ export function hasInterpreter(elf: Buffer): boolean {
   return false;
 }
 
-/** Compiles guest/udp.c as a static binary; returns its bytes. Needs gcc and libc6-dev. */
-export function buildUdpTool(): Buffer {
-  const dir = mkdtempSync(join(tmpdir(), "mvnet-udp-"));
+/** Compiles guest/nettool.c as a static binary; returns its bytes. Needs gcc and libc6-dev. */
+export function buildNettool(): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), "mvnet-nettool-"));
   try {
-    const out = join(dir, "udp");
-    execFileSync("gcc", ["-static", "-Os", "-Wall", "-o", out, join(GUEST_DIR, "udp.c")], { stdio: "pipe" });
+    const out = join(dir, "nettool");
+    execFileSync("gcc", ["-static", "-Os", "-Wall", "-o", out, join(GUEST_DIR, "nettool.c")], {
+      stdio: "pipe",
+    });
     return readFileSync(out);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -62,7 +64,7 @@ export function buildInitramfs(busybox = BUSYBOX): Buffer {
     ...applets
       .filter((a) => a !== "busybox")
       .map((a) => ({ kind: "symlink" as const, path: `bin/${a}`, target: "busybox" })),
-    { kind: "file", path: "bin/udp", data: buildUdpTool(), mode: 0o755 },
+    { kind: "file", path: "bin/nettool", data: buildNettool(), mode: 0o755 },
     { kind: "file", path: "init", data: readFileSync(join(GUEST_DIR, "init.sh")), mode: 0o755 },
   ];
   return gzipSync(cpioNewc(entries), { level: 6 });

@@ -41,6 +41,29 @@ function readTree(dir: string, out: Record<string, string>): void {
   }
 }
 
+/**
+ * Waits until no address of the namespace is still tentative (IPv6 duplicate address detection runs
+ * for about a second after a link comes up, and adds the link-local address and its route only then),
+ * so that a snapshot taken next does not race the kernel's own autoconfiguration.
+ * @throws after `timeoutMs`.
+ */
+export async function settle(timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const addrs = ipJson<Json[]>("-6", "addr", "show").flatMap((l) => l.addr_info as Json[]);
+    const up = ipJson<Json[]>("link", "show").filter(
+      (l) => l.ifname !== "lo" && (l.flags as string[]).includes("LOWER_UP"),
+    );
+    const linkLocal = (name: unknown) =>
+      ipJson<Json[]>("-6", "addr", "show", "dev", String(name), "scope", "link").some(
+        (l) => (l.addr_info as Json[]).length > 0,
+      );
+    if (!addrs.some((a) => a.tentative) && up.every((l) => linkLocal(l.ifname))) return;
+    if (Date.now() > end) throw new Error("addresses still tentative");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Takes the snapshot of the current network namespace. */
 export function snapshot(): Snapshot {
   const links = ipJson<Json[]>("-d", "link", "show").map((l) => ({
