@@ -23,6 +23,7 @@ export {
   parseHostInterface,
   removePortMapping,
 } from "./api/portmap.js";
+export { hostProbe, PortManager } from "./api/ports.js";
 export {
   createPointToPointTap,
   createTap,

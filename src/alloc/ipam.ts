@@ -1,8 +1,9 @@
+import { DEFAULT_SUBNET } from "../core/defaults.js";
 import { ConflictError, ExhaustedError, ValidationError } from "../core/errors.js";
 import { intToIPv4, ipv4ToInt, parseCidr, prefixMask, validateIPv4 } from "../core/validate.js";
 
 /** The subnet guests get their addresses from unless told otherwise. */
-export const DEFAULT_SUBNET = "10.200.0.0/16";
+export { DEFAULT_SUBNET };
 
 /**
  * Shortest prefix accepted. A /8 needs a 2 MiB bitmap (one bit per address); anything shorter

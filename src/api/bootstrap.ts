@@ -1,11 +1,16 @@
 /**
  * Host-wide set-up for microVM networking, and its exact undo.
  */
-import { parseCidr } from "../core/validate.js";
+import { MAX_PREFIX, MIN_PREFIX } from "../alloc/index.js";
+import { ValidationError } from "../core/errors.js";
+import { type Cidr, cidrContains, parseCidr } from "../core/validate.js";
 import { type BootstrapSpec, bootstrapFirewall, teardownFirewall } from "../firewall/index.js";
+import { addrList, defaultRoute } from "../kernel/netlink/index.js";
 import { sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { readBootstrapState, removeBootstrapState, writeBootstrapState } from "../store/bootstrap-state.js";
-import { context, type NetworkOptions, SUBNET } from "./context.js";
+import { type Context, context, type NetworkOptions, SUBNET } from "./context.js";
+import { clearLoopback } from "./loopback.js";
+import { listTaps } from "./tap.js";
 
 /** Options of {@link bootstrap}. */
 export interface BootstrapOptions
@@ -27,27 +32,31 @@ const IP_FORWARD = "net/ipv4/ip_forward";
  * What it changes outside the table (the sysctl's previous value) is recorded in a state file so that
  * {@link teardown} — in this process or another — restores it.
  * @returns the normalised subnet, e.g. `10.200.0.0/16`.
- * @throws ValidationError for a bad subnet (nothing touched); FirewallError / KernelError otherwise,
- *   after undoing the sysctl change this call made.
+ * @throws ValidationError for a bad subnet — prefix outside /8–/30, or one that holds an address of
+ *   the host's own (outside our TAPs) or its default gateway (nothing touched); FirewallError /
+ *   KernelError otherwise, after undoing what this call changed (sysctl and state record).
  */
 export async function bootstrap(options: BootstrapOptions = {}): Promise<string> {
   const c = parseCidr(options.subnet ?? SUBNET, "subnet");
+  if (c.prefix < MIN_PREFIX || c.prefix > MAX_PREFIX) {
+    throw new ValidationError("subnet", `prefix /${c.prefix} is outside /${MIN_PREFIX}-/${MAX_PREFIX}`);
+  }
   const subnet = `${c.network}/${c.prefix}`;
   const ctx = context(options);
+  await refuseHostOverlap(ctx, c);
   const nft = await ctx.nft();
 
   const previous = readBootstrapState(ctx.stateDir);
   const sysctls = { ...(previous?.sysctls ?? {}) };
   const forward = sysctlGet(IP_FORWARD);
-  let changedForward = false;
-  if (forward !== "1") {
-    // Record before changing, so that a crash right after the change still leaves a way back.
-    sysctls[IP_FORWARD] ??= forward;
-    writeBootstrapState({ version: 1, sysctls, subnet, table: ctx.table }, ctx.stateDir);
-    sysctlSet(IP_FORWARD, "1");
-    changedForward = true;
-  }
+  const changedForward = forward !== "1";
   try {
+    if (changedForward) {
+      // Record before changing, so that a crash right after the change still leaves a way back.
+      sysctls[IP_FORWARD] ??= forward;
+      writeBootstrapState({ version: 1, sysctls, subnet, table: ctx.table }, ctx.stateDir);
+      sysctlSet(IP_FORWARD, "1");
+    }
     await bootstrapFirewall(nft, {
       table: ctx.table,
       subnet,
@@ -57,12 +66,31 @@ export async function bootstrap(options: BootstrapOptions = {}): Promise<string>
       tapGroup: ctx.group,
     });
   } catch (e) {
-    if (changedForward) sysctlSet(IP_FORWARD, forward);
-    if (!previous) removeBootstrapState(ctx.stateDir);
+    if (changedForward && sysctlGet(IP_FORWARD) !== forward) sysctlSet(IP_FORWARD, forward);
+    if (previous) writeBootstrapState(previous, ctx.stateDir);
+    else removeBootstrapState(ctx.stateDir);
     throw e;
   }
   writeBootstrapState({ version: 1, sysctls, subnet, table: ctx.table }, ctx.stateDir);
   return subnet;
+}
+
+/**
+ * The guest rules match on the subnet, so a subnet that holds one of the host's own addresses (other
+ * than on our TAPs) or its default gateway would capture the host's own traffic — `0.0.0.0/0` would
+ * cut the host off. Refused before anything is touched.
+ */
+async function refuseHostOverlap(ctx: Context, c: Cidr): Promise<void> {
+  const ours = new Set((await listTaps({ netlink: ctx.netlink })).map((t) => t.index));
+  for (const a of await addrList(ctx.netlink)) {
+    if (!ours.has(a.index) && !a.local.startsWith("127.") && cidrContains(c, a.local)) {
+      throw new ValidationError("subnet", `${c.network}/${c.prefix} holds the host address ${a.local}`);
+    }
+  }
+  const gw = (await defaultRoute(ctx.netlink))?.gateway;
+  if (gw && cidrContains(c, gw)) {
+    throw new ValidationError("subnet", `${c.network}/${c.prefix} holds the default gateway ${gw}`);
+  }
 }
 
 /**
@@ -77,6 +105,7 @@ export async function teardown(options: NetworkOptions = {}): Promise<void> {
   const state = readBootstrapState(ctx.stateDir);
   const nft = await ctx.nft();
   await teardownFirewall(nft, options.table ?? state?.table ?? ctx.table);
+  await clearLoopback(ctx);
   for (const [path, value] of Object.entries(state?.sysctls ?? {})) sysctlSet(path, value);
   removeBootstrapState(ctx.stateDir);
 }

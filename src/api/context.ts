@@ -3,12 +3,13 @@
  * names that mark what is ours. A process normally uses the lazily made default; tests and embedders
  * can pass their own.
  */
+import { DEFAULT_SUBNET } from "../core/defaults.js";
 import { DEFAULT_TABLE, DEFAULT_TAP_GROUP, type NftApplier, openNft } from "../firewall/index.js";
 import { defaultSocket, type NetlinkSocket } from "../kernel/netlink/index.js";
 import { DEFAULT_STATE_DIR } from "../store/bootstrap-state.js";
 
 /** Default range for microVM addresses; the host side of every TAP is its first address. */
-export const SUBNET = "10.200.0.0/16";
+export const SUBNET = DEFAULT_SUBNET;
 
 /** Interface alias (IFLA_IFALIAS) that marks a TAP as made by this library. */
 export const TAP_ALIAS = "microvm-net";

@@ -2,14 +2,11 @@
  * Publishing a host port into a guest: one element in one of our nftables maps (DNAT), so adding a
  * mapping costs the same at 10 000 mappings as at none.
  */
-import ipaddr from "ipaddr.js";
-import { KernelError } from "../core/errors.js";
+import { ValidationError } from "../core/errors.js";
 import { validateIfName, validateIPv4, validatePort, validateProtocol } from "../core/validate.js";
 import { addMapping, type HostMatch, listMappings, type Mapping, removeMapping } from "../firewall/index.js";
-import { linkGet, routeGet } from "../kernel/netlink/index.js";
-import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
-import { type Context, context, type NetworkOptions } from "./context.js";
-import { isOurTap } from "./tap.js";
+import { context, type NetworkOptions } from "./context.js";
+import { allowLoopbackTo } from "./loopback.js";
 
 export type { HostMatch, Mapping } from "../firewall/index.js";
 
@@ -21,10 +18,15 @@ export type { HostMatch, Mapping } from "../firewall/index.js";
  */
 export function parseHostInterface(hostInterface: string): HostMatch {
   if (hostInterface === "" || hostInterface === "0.0.0.0") return { kind: "any" };
-  if (ipaddr.IPv4.isValidFourPartDecimal(hostInterface)) {
+  // Anything made of digits and dots is meant as an address: a typo such as 192.168.1.300 is an
+  // error, never silently taken for an interface name.
+  if (/^[\d.]+$/.test(hostInterface))
     return { kind: "address", ip: validateIPv4(hostInterface, "hostInterface") };
+  const name = validateIfName(hostInterface, "hostInterface");
+  if (name === "lo") {
+    throw new ValidationError("hostInterface", 'packets never arrive on "lo" from outside; use "127.0.0.1"');
   }
-  return { kind: "interface", name: validateIfName(hostInterface, "hostInterface") };
+  return { kind: "interface", name };
 }
 
 function toMapping(
@@ -46,25 +48,6 @@ function toMapping(
 /** True when the host itself reaches this mapping through 127.0.0.1. */
 function coversLoopback(host: HostMatch): boolean {
   return host.kind === "any" || (host.kind === "address" && host.ip.startsWith("127."));
-}
-
-/**
- * A packet from 127.0.0.1, DNATed to a guest, leaves through the guest's TAP; the kernel refuses to
- * route a loopback source to a non-loopback device unless that device has route_localnet
- * (net/ipv4/route.c, __mkroute_output / ip_route_input_slow). So it is set on that TAP only, and only
- * when it is one of ours; the loopback guard in our table keeps 127/8 from arriving from outside.
- */
-async function allowLoopbackTo(ctx: Context, guestIp: string): Promise<void> {
-  let oif: number | undefined;
-  try {
-    oif = (await routeGet(ctx.netlink, guestIp)).oif;
-  } catch (e) {
-    if (e instanceof KernelError) return; // no route to the guest yet: nothing to enable
-    throw e;
-  }
-  if (oif === undefined) return;
-  const link = await linkGet(ctx.netlink, oif);
-  if (link && isOurTap(link)) sysctlSet(ifaceSysctlPath("ipv4", link.name, "route_localnet"), "1");
 }
 
 /**
@@ -99,6 +82,7 @@ export async function addPortMapping(
 /**
  * Removes exactly that mapping (same host side, same guest). Removing an absent one is a no-op, and
  * a mapping of the same host port to another guest is left alone.
+ * @returns true when the mapping was there and is now gone, false when there was nothing to remove.
  * @throws ValidationError (nothing touched); FirewallError.
  */
 export async function removePortMapping(
@@ -108,10 +92,10 @@ export async function removePortMapping(
   guestPort: number,
   protocol: string,
   options: NetworkOptions = {},
-): Promise<void> {
+): Promise<boolean> {
   const m = toMapping(hostInterface, hostPort, guestIp, guestPort, protocol);
   const ctx = context(options);
-  await removeMapping(await ctx.nft(), ctx.table, m);
+  return (await removeMapping(await ctx.nft(), ctx.table, m)) === "removed";
 }
 
 /** Lists the published ports in our table (empty when the table does not exist). */

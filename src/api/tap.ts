@@ -6,8 +6,9 @@ import { KernelError, NotOursError, ValidationError } from "../core/errors.js";
 import { parseCidr, validateId, validateIfName, validateIPv4 } from "../core/validate.js";
 import { addrAdd, type Link, linkDel, linkGet, linkList, linkSet } from "../kernel/netlink/index.js";
 import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
-import { tapCreate } from "../kernel/tun.js";
+import { tapClose, tapCreateOpen, tapPersist } from "../kernel/tun.js";
 import { type Context, context, type NetworkOptions, TAP_ALIAS } from "./context.js";
+import { hasLoopbackMapping } from "./loopback.js";
 
 /** Per-TAP options. */
 export interface TapOptions extends NetworkOptions {
@@ -42,6 +43,20 @@ export function isOurTap(link: Link, group?: number): boolean {
   return link.kind === "tun" && link.alias === TAP_ALIAS && (group === undefined || link.group === group);
 }
 
+/**
+ * An address one end of a TAP can have: unicast, not 0.0.0.0, not loopback (127/8), not multicast or
+ * reserved (224/3), not limited broadcast.
+ * @throws ValidationError (code `ERR_INVALID_ADDRESS`).
+ */
+function validateHostAddress(value: unknown, field: string): string {
+  const ip = validateIPv4(value, field);
+  const first = Number(ip.split(".")[0]);
+  if (ip === "0.0.0.0" || first === 127 || first >= 224) {
+    throw new ValidationError(field, `${ip} is not a unicast host address`, "ERR_INVALID_ADDRESS");
+  }
+  return ip;
+}
+
 interface Address {
   local: string;
   prefix: number;
@@ -53,10 +68,12 @@ interface Address {
  * after the TAP exists deletes it again, so the call is all-or-nothing.
  */
 async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptions): Promise<TapInfo> {
-  tapCreate({ name, uid: opts.uid, gid: opts.gid });
-  const link = await linkGet(ctx.netlink, name);
-  if (!link) throw new KernelError("RTM_GETLINK", 19, `TAP ${name} vanished right after creation`);
+  // Until tapPersist, the TAP lives only as long as this descriptor: any failure — or the process
+  // being killed — before that removes it, so nothing half-made (or unmarked) is ever left.
+  const fd = tapCreateOpen({ name, uid: opts.uid, gid: opts.gid });
   try {
+    const link = await linkGet(ctx.netlink, name);
+    if (!link) throw new KernelError("RTM_GETLINK", 19, `TAP ${name} vanished right after creation`);
     // No IPv6 until it is filtered like IPv4: no link-local address, no router advertisements.
     // Written before the link goes up, so no address is ever configured.
     try {
@@ -72,18 +89,21 @@ async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptio
       prefix: addr.prefix,
       peer: addr.peer,
     });
-  } catch (e) {
-    await linkDel(ctx.netlink, link.index).catch(() => undefined);
-    throw e;
+    if (addr.peer !== undefined && hasLoopbackMapping(ctx, addr.peer)) {
+      sysctlSet(ifaceSysctlPath("ipv4", name, "route_localnet"), "1");
+    }
+    tapPersist(fd, name);
+    return {
+      name,
+      index: link.index,
+      mtu: opts.mtu ?? link.mtu,
+      mac: link.mac ?? "",
+      up: true,
+      group: ctx.group,
+    };
+  } finally {
+    tapClose(fd);
   }
-  return {
-    name,
-    index: link.index,
-    mtu: opts.mtu ?? link.mtu,
-    mac: link.mac ?? "",
-    up: true,
-    group: ctx.group,
-  };
 }
 
 /**
@@ -96,6 +116,9 @@ async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptio
 export async function createTap(name: string, cidr: string, options: TapOptions = {}): Promise<TapInfo> {
   validateIfName(name);
   const c = parseCidr(cidr);
+  validateHostAddress(c.address, "cidr");
+  if (c.prefix > 30 && c.prefix !== 32)
+    throw new ValidationError("cidr", `a /${c.prefix} leaves no room for a guest`);
   validateMtu(options.mtu);
   if (options.uid !== undefined) validateId(options.uid, "uid");
   if (options.gid !== undefined) validateId(options.gid, "gid");
@@ -117,8 +140,8 @@ export async function createPointToPointTap(
   options: TapOptions = {},
 ): Promise<TapInfo> {
   validateIfName(name);
-  const local = validateIPv4(hostIp, "hostIp");
-  const peer = validateIPv4(guestIp, "guestIp");
+  const local = validateHostAddress(hostIp, "hostIp");
+  const peer = validateHostAddress(guestIp, "guestIp");
   if (local === peer) throw new ValidationError("guestIp", "must differ from hostIp");
   validateId(uid, "uid");
   validateId(gid, "gid");

@@ -1,4 +1,4 @@
-import { KernelError, MvnetError, ValidationError } from "../core/errors.js";
+import { FirewallError, KernelError, MvnetError, ValidationError } from "../core/errors.js";
 
 /** Exit codes of `mvnet`: stable, documented in the README. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, permission: 3 } as const;
@@ -9,7 +9,9 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, permission: 3 } as const;
  */
 export function reportError(e: unknown, json: boolean): number {
   const permission =
-    (e instanceof KernelError && e.isPermission) || (e as NodeJS.ErrnoException)?.code === "EACCES";
+    (e instanceof KernelError && e.isPermission) ||
+    (e instanceof FirewallError && /Operation not permitted|Permission denied/.test(e.detail)) ||
+    (e as NodeJS.ErrnoException)?.code === "EACCES";
   const code = e instanceof ValidationError ? EXIT.usage : permission ? EXIT.permission : EXIT.failed;
   const message = e instanceof Error ? e.message : String(e);
   const hint = permission ? " (mvnet needs root or CAP_NET_ADMIN in the target network namespace)" : "";

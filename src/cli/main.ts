@@ -4,9 +4,10 @@
  */
 import { Command, InvalidArgumentError, Option } from "commander";
 import { bootstrap, teardown } from "../api/bootstrap.js";
-import { closeShared, type NetworkOptions } from "../api/context.js";
+import { closeShared, type NetworkOptions, SUBNET } from "../api/context.js";
 import { addPortMapping, listPortMappings, removePortMapping } from "../api/portmap.js";
 import { createPointToPointTap, createTap, deleteTap, listTaps } from "../api/tap.js";
+import { ValidationError } from "../core/errors.js";
 import { validatePort, validateProtocol } from "../core/validate.js";
 import { runDemo } from "./demo.js";
 import { EXIT, reportError } from "./exit.js";
@@ -46,7 +47,7 @@ function build(): Command {
   program
     .command("bootstrap")
     .description("enable forwarding and install NAT and guest isolation for the subnet (idempotent)")
-    .option("--subnet <cidr>", "guest address range", "10.200.0.0/16")
+    .option("--subnet <cidr>", "guest address range", SUBNET)
     .option("--allow-host <proto:port...>", "host services guests may open, e.g. udp:53 tcp:53", [])
     .option(
       "--allow-dest <cidr...>",
@@ -94,11 +95,12 @@ function build(): Command {
         o: { cidr?: string; hostIp: string; guestIp?: string; uid: number; gid: number; mtu?: number },
       ) => {
         const t = { ...opts(), uid: o.uid, gid: o.gid, mtu: o.mtu };
-        if (o.cidr && o.guestIp) throw new InvalidArgumentError("give either --cidr or --guest-ip, not both");
+        if (o.cidr && o.guestIp)
+          throw new ValidationError("options", "give either --cidr or --guest-ip, not both");
         let info: Awaited<ReturnType<typeof createTap>>;
         if (o.cidr) info = await createTap(name, o.cidr, t);
         else if (o.guestIp) info = await createPointToPointTap(name, o.hostIp, o.guestIp, o.uid, o.gid, t);
-        else throw new InvalidArgumentError("give --cidr, or --guest-ip (with optional --host-ip)");
+        else throw new ValidationError("options", "give --cidr, or --guest-ip (with optional --host-ip)");
         out(`created ${info.name} (index ${info.index}, mac ${info.mac}, mtu ${info.mtu})`, info);
       },
     );
@@ -138,8 +140,9 @@ function build(): Command {
   );
   mappingArgs(port.command("rm").description("remove exactly that mapping (absent is fine)")).action(
     async (hostPort: number, guestIp: string, guestPort: number, o: { proto: string; host: string }) => {
-      await removePortMapping(o.host, hostPort, guestIp, guestPort, o.proto, opts());
-      out(`removed ${o.proto}/${o.host || "*"}:${hostPort} -> ${guestIp}:${guestPort}`, { ok: true });
+      const removed = await removePortMapping(o.host, hostPort, guestIp, guestPort, o.proto, opts());
+      const what = `${o.proto}/${o.host || "*"}:${hostPort} -> ${guestIp}:${guestPort}`;
+      out(removed ? `removed ${what}` : `nothing to remove: no mapping ${what}`, { removed });
     },
   );
   port

@@ -14,6 +14,7 @@
  * Only validated values reach the text: names through validateIfName / {@link validateTableName},
  * addresses through validateIPv4 / parseCidr, ports and protocols through their validators.
  */
+import { DEFAULT_SUBNET } from "../core/defaults.js";
 import { ValidationError } from "../core/errors.js";
 import {
   type Cidr,
@@ -29,7 +30,7 @@ import { MAP_NAMES, type Mapping, mapOf, validateMapping } from "./mapping.js";
 export const DEFAULT_TABLE = "microvm_net";
 
 /** Default guest subnet. */
-export const DEFAULT_SUBNET = "10.200.0.0/16";
+export { DEFAULT_SUBNET };
 
 /**
  * Destinations guests may not reach by default: the RFC 1918 private ranges and RFC 3927 link-local

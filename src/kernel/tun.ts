@@ -89,6 +89,24 @@ export interface TapCreateOptions {
  *   the caller's user namespace (tun.c converts it with `make_kuid`), e.g. under rootless `unshare -r`.
  */
 export function tapCreate(options: TapCreateOptions): void {
+  const fd = tapCreateOpen(options);
+  try {
+    tapPersist(fd, options.name);
+  } finally {
+    sysClose(fd);
+  }
+}
+
+/**
+ * The first half of {@link tapCreate}: open → TUNSETIFF (+ `IFF_TUN_EXCL`) → TUNSETOWNER /
+ * TUNSETGROUP, and returns the descriptor of a TAP that is **not yet persistent**. The caller
+ * configures the device (mark, address, up) and then calls {@link tapPersist}; closing the
+ * descriptor before that removes the device again (drivers/net/tun.c `tun_detach`), so a failure —
+ * or the process being killed — at any step before persisting leaves nothing behind.
+ * @returns the open descriptor; close it with {@link tapClose} in every case.
+ * @throws as {@link tapCreate}.
+ */
+export function tapCreateOpen(options: TapCreateOptions): number {
   const name = validateIfName(options.name);
   const uid = options.uid === undefined ? undefined : validateId(options.uid, "uid");
   const gid = options.gid === undefined ? undefined : validateId(options.gid, "gid");
@@ -108,10 +126,20 @@ export function tapCreate(options: TapCreateOptions): void {
     }
     if (uid !== undefined) sysIoctlInt(fd, TUNSETOWNER, uid, "TUNSETOWNER", context);
     if (gid !== undefined) sysIoctlInt(fd, TUNSETGROUP, gid, "TUNSETGROUP", context);
-    sysIoctlInt(fd, TUNSETPERSIST, 1, "TUNSETPERSIST", context);
-  } finally {
+    return fd;
+  } catch (err) {
     sysClose(fd);
+    throw err;
   }
+}
+
+/**
+ * TUNSETPERSIST(1) on a descriptor from {@link tapCreateOpen}: from now on the TAP outlives the
+ * descriptor (and the process) until it is deleted.
+ * @throws KernelError.
+ */
+export function tapPersist(fd: number, name: string): void {
+  sysIoctlInt(fd, TUNSETPERSIST, 1, "TUNSETPERSIST", `creating TAP ${name}`);
 }
 
 /** Options of {@link tapOpen}. */

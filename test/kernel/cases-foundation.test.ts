@@ -1,6 +1,8 @@
 // Cases C1, C2, C7, C8, C9 of the real-world list (shared/cases), on real kernel objects in a
 // private network namespace. C3–C6 are unit tests of the allocators; C13 is in tun.test.ts and in
 // the end-to-end foundation test.
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import {
   AlreadyExistsError,
@@ -13,6 +15,7 @@ import {
   teardown,
   ValidationError,
 } from "../../src/index.js";
+import { readBootstrapState } from "../../src/store/bootstrap-state.js";
 import { callInChild } from "../helpers/child.js";
 import {
   ipJson,
@@ -31,6 +34,7 @@ const ourRules = () =>
     .map((o) => `${o.rule.chain} ${JSON.stringify(o.rule.expr)}`);
 const ourTables = () =>
   nftJson().filter((o) => "table" in o && (o.table as { name: string }).name === "microvm_net");
+const root = new URL("../..", import.meta.url).pathname;
 const links = () => ipJson<Array<{ ifname: string }>>("link", "show").map((l) => l.ifname);
 
 kernelDescribe("real-world cases (foundation)", () => {
@@ -62,6 +66,7 @@ kernelDescribe("real-world cases (foundation)", () => {
     expect(ourTables()).toEqual([]);
     expect(sh("nft", ["list", "ruleset"])).not.toMatch(/uplink|microvm/);
     expect(readSysctl("net/ipv4/ip_forward")).toBe("0");
+    for (const n of ["inet0", "inet1"]) sh("ip", ["netns", "del", n]); // takes the veth pairs along
   });
 
   it("C7: invalid names are rejected before any syscall; an existing name is refused and left untouched", async () => {
@@ -139,5 +144,80 @@ kernelDescribe("real-world cases (foundation)", () => {
     expect(r).toEqual({ ok: true, result: null });
     expect(readSysctl("net/ipv4/ip_forward")).toBe("0");
     expect(ourTables()).toEqual([]);
+  });
+});
+
+kernelDescribe("foundation: what a new user tried", () => {
+  afterEach(async () => {
+    await teardown();
+  });
+
+  it("bootstrap refuses a subnet that would capture the host's own traffic, and touches nothing", async () => {
+    const net = makeInternet();
+    for (const subnet of ["0.0.0.0/0", "10.0.0.0/7", "10.200.0.0/31", "192.0.2.0/24", "192.0.0.0/16"]) {
+      await expect(bootstrap({ subnet })).rejects.toMatchObject({
+        code: "ERR_INVALID_ARGUMENT",
+        field: "subnet",
+      });
+    }
+    expect(ourTables()).toEqual([]);
+    expect(readSysctl("net/ipv4/ip_forward")).toBe("0");
+    expect(readBootstrapState()).toBeUndefined();
+    expect(net.hostIp).toBe("192.0.2.2");
+  });
+
+  it("a bootstrap that fails in nftables restores ip_forward and leaves no record", async () => {
+    const failing = {
+      kind: "nft-process" as const,
+      run: async () => {
+        throw new Error("injected nftables failure");
+      },
+      close: () => undefined,
+    };
+    await expect(bootstrap({ nft: failing })).rejects.toThrow("injected nftables failure");
+    expect(readSysctl("net/ipv4/ip_forward")).toBe("0");
+    expect(readBootstrapState()).toBeUndefined();
+  });
+
+  it("a TAP made after its loopback mapping still gets route_localnet; teardown clears it", async () => {
+    await bootstrap();
+    await addPortMapping("127.0.0.1", 8080, "10.200.0.9", 80, "tcp");
+    await createPointToPointTap("tap-late", "10.200.0.1", "10.200.0.9", 0, 0);
+    await createPointToPointTap("tap-other", "10.200.0.1", "10.200.0.10", 0, 0);
+    expect(readSysctl("net/ipv4/conf/tap-late/route_localnet")).toBe("1");
+    expect(readSysctl("net/ipv4/conf/tap-other/route_localnet")).toBe("0");
+    await teardown();
+    expect(readSysctl("net/ipv4/conf/tap-late/route_localnet")).toBe("0");
+    await deleteTap("tap-late");
+    await deleteTap("tap-other");
+  });
+
+  it("a process killed in the middle of creating a TAP leaves no TAP behind", async () => {
+    // Kill the child when it opens the IPv6 sysctl of the new TAP: after TUNSETIFF, before the TAP
+    // is marked as ours and made persistent.
+    const script = `import { createPointToPointTap } from "${new URL("../../src/index.ts", import.meta.url).pathname}";
+await createPointToPointTap("tap-kill", "10.200.0.1", "10.200.0.2", 0, 0);`;
+    const r = spawnSync(
+      "strace",
+      [
+        "-f",
+        "-o",
+        "/dev/null",
+        "-P",
+        "/proc/sys/net/ipv6/conf/tap-kill/disable_ipv6",
+        "-e",
+        "trace=openat",
+        "-e",
+        "inject=openat:signal=KILL",
+        join(root, "node_modules", ".bin", "tsx"),
+        "-e",
+        script,
+      ],
+      { encoding: "utf8", cwd: root },
+    );
+    expect(r.status).not.toBe(0);
+    expect(links()).not.toContain("tap-kill");
+    await createPointToPointTap("tap-kill", "10.200.0.1", "10.200.0.2", 0, 0);
+    await deleteTap("tap-kill");
   });
 });

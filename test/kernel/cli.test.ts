@@ -53,7 +53,19 @@ kernelDescribe("mvnet CLI", () => {
     const p = mvnet("--json", "port", "add", "70000", "10.200.0.2", "80");
     expect(p.code).toBe(2);
     expect(JSON.parse(p.err).error.code).toBe("ERR_INVALID_PORT");
+    const missing = mvnet("tap", "create", "tap0");
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/give --cidr, or --guest-ip/);
     expect(sh("nft", ["list", "ruleset"]).trim()).toBe("");
+  });
+
+  it("says so when port rm finds nothing to remove", () => {
+    expect(mvnet("port", "add", "8080", "10.200.0.2", "80").code).toBe(0);
+    const r = mvnet("port", "rm", "8080", "10.200.0.3", "80");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/nothing to remove/);
+    expect(mvnet("--json", "port", "ls").out).toMatch(/10\.200\.0\.2/);
+    expect(mvnet("teardown").code).toBe(0);
   });
 
   it("exits 1 and leaves a device that is not ours alone", () => {
