@@ -55,7 +55,12 @@ cp "$src/vmlinux" "$work/out/vmlinux"
 cp "$src/.config" "$work/out/config"
 chmod 644 "$work/out/vmlinux" "$work/out/config"
 echo "$(( $(date +%s) - start ))" > "$work/out/build-seconds"
-rm -rf "$out"
-mv "$work/out" "$out"
-log "built $out/vmlinux in $(cat "$out/build-seconds") s"
+# Another run may have finished the same build meanwhile: rename(2) refuses to replace its directory,
+# and that result is as good as ours.
+if mv -T "$work/out" "$out" 2>/dev/null; then
+  log "built $out/vmlinux in $(cat "$out/build-seconds") s"
+elif [ ! -s "$out/vmlinux" ]; then
+  log "cannot move the kernel into $out"
+  exit 1
+fi
 echo "$out/vmlinux"
