@@ -4,6 +4,7 @@
  * The seed-compatible API (herd's `internal/network`, in camelCase): {@link SUBNET}, {@link bootstrap},
  * {@link teardown}, {@link createTap}, {@link createPointToPointTap}, {@link deleteTap},
  * {@link addPortMapping}, {@link removePortMapping}, {@link IPAM}, {@link PortManager}.
+ * One call per VM, with durable state and crash recovery: {@link HostNetwork}.
  */
 export { type HostProbe, IPAM, type PortAllocation } from "./alloc/index.js";
 export { type BootstrapOptions, bootstrap, teardown } from "./api/bootstrap.js";
@@ -34,3 +35,13 @@ export {
 } from "./api/tap.js";
 export * from "./core/errors.js";
 export type { Protocol } from "./core/validate.js";
+export {
+  type Attachment,
+  type AttachOptions,
+  type FirecrackerInterface,
+  HostNetwork,
+  type HostNetworkOptions,
+  type PublishedPort,
+  type PublishSpec,
+  type ReconcileReport,
+} from "./host/index.js";

@@ -40,7 +40,9 @@ function validateMtu(mtu: unknown): number | undefined {
 
 /** True when the link is a TAP made by this library. */
 export function isOurTap(link: Link, group?: number): boolean {
-  return link.kind === "tun" && link.alias === TAP_ALIAS && (group === undefined || link.group === group);
+  // HostNetwork marks its TAPs `microvm-net:<vmId>` (src/host/names.ts).
+  const ours = link.alias === TAP_ALIAS || link.alias?.startsWith(`${TAP_ALIAS}:`) === true;
+  return link.kind === "tun" && ours && (group === undefined || link.group === group);
 }
 
 /**
