@@ -10,8 +10,10 @@ import { createPointToPointTap, createTap, deleteTap, listTaps } from "../api/ta
 import { ValidationError } from "../core/errors.js";
 import { validatePort, validateProtocol } from "../core/validate.js";
 import { runDemo } from "./demo.js";
+import { runRealGuestDemo } from "./demo-real-guest.js";
 import { EXIT, reportError } from "./exit.js";
 import { formatMappings, formatStatus, formatTaps } from "./format.js";
+import { registerHostCommands } from "./host-commands.js";
 import { reexecInNetns } from "./netns.js";
 import { readStatus } from "./status.js";
 
@@ -161,11 +163,17 @@ function build(): Command {
       out(formatStatus(s), s);
     });
 
+  registerHostCommands(program);
+
   program
     .command("demo")
     .description("the whole story in a throw-away network namespace (safe on any Linux machine)")
-    .action(async () => {
-      process.exitCode = await runDemo();
+    .option(
+      "--guest",
+      "boot a real Linux guest under QEMU on the TAP (needs root, qemu-system-x86, the e2e guest kernel)",
+    )
+    .action(async (o: { guest?: boolean }) => {
+      process.exitCode = o.guest ? await runRealGuestDemo() : await runDemo();
     });
 
   return program;
