@@ -43,7 +43,7 @@ for (let r = 0; r < cfg.runs; r++) {
   rec.fact("idle_loop_lag_worst_ms", idle.worst);
   for (const suite of cfg.suites) {
     const t = Date.now();
-    if (suite === "tap") await tapSuite(cfg, rec);
+    if (suite === "tap") await tapSuite(cfg, rec, root);
     else if (suite === "portmap") await portmapSuite(cfg, rec);
     else if (suite === "bootstrap") await bootstrapSuite(cfg, rec);
     else if (suite === "alloc") await allocSuite(cfg, rec);
