@@ -78,7 +78,7 @@ import {
 } from "../kernel/netlink/index.js";
 import { holdPort, releasePort } from "../kernel/port-hold.js";
 import { isAlive, type ProcessIdentity, selfIdentity } from "../kernel/proc.js";
-import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
+import { ifaceSysctlPath, sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { HostState, type PortRecord, type VmRecord, type VmState } from "../store/host-state.js";
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
 import { allocateTapName, allocateVm, type SubnetInfo, type VmRequest } from "./allocate.js";
@@ -324,6 +324,8 @@ export class HostNetwork {
   readonly #holds = new Map<string, Map<string, number>>();
   #ct: NetlinkSocket | undefined | null;
   #ephemeral: { key: string; ports: number[] } | undefined;
+  /** TAPs made again by the reconcile running now. */
+  readonly #recreated = new Set<string>();
   #closed = false;
 
   private constructor(
@@ -890,19 +892,24 @@ export class HostNetwork {
    * (one request per TAP instead).
    */
   async #deleteTaps(recs: readonly VmRecord[]): Promise<void> {
+    const mine = (r: VmRecord, l: Link | undefined): l is Link =>
+      l !== undefined && l.kind === "tun" && (l.alias === tapAliasFor(r.vmId) || l.alias === TAP_ALIAS);
     if (recs.length === 0) return;
+    if (recs.length === 1) {
+      // One TAP: look it up by name, not by a dump of every link (which grows with the host).
+      const r = recs[0] as VmRecord;
+      const l = await linkGet(this.#nl, r.tap);
+      if (mine(r, l)) await this.#deleteLink(l);
+      return;
+    }
     const links = await linkList(this.#nl);
     const byName = new Map(links.map((l) => [l.name, l]));
-    const mine = recs
-      .map((r) => ({ r, l: byName.get(r.tap) }))
-      .filter(
-        (x): x is { r: VmRecord; l: Link } =>
-          x.l !== undefined &&
-          x.l.kind === "tun" &&
-          (x.l.alias === tapAliasFor(x.r.vmId) || x.l.alias === TAP_ALIAS),
-      )
-      .map((x) => x.l);
-    await this.#deleteLinks(mine, links);
+    const ours: Link[] = [];
+    for (const r of recs) {
+      const l = byName.get(r.tap);
+      if (mine(r, l)) ours.push(l);
+    }
+    await this.#deleteLinks(ours, links);
   }
 
   /** Deletes our links, batched through the batch group when there are several (see #deleteTaps). */
@@ -924,7 +931,13 @@ export class HostNetwork {
     await linkDelGroup(this.#nl, this.#batchGroup);
   }
 
+  /** True when the TAP was listed, or was made again during this reconcile. */
+  #tapExists(name: string, listed: ReadonlyMap<string, Link>): boolean {
+    return listed.has(name) || this.#recreated.has(name);
+  }
+
   async #reconcile(): Promise<ReconcileReport> {
+    this.#recreated.clear();
     const report: ReconcileReport = {
       rolledBack: [],
       finishedDetaches: [],
@@ -977,6 +990,7 @@ export class HostNetwork {
         const fresh = this.#state.get(r.vmId);
         if (fresh?.state !== "attached") continue;
         const made = await this.#ensureTap(fresh, false);
+        this.#recreated.add(made.rec.tap);
         link = { index: made.index } as Link;
         report.recreatedTaps.push(r.vmId);
       }
@@ -1001,6 +1015,19 @@ export class HostNetwork {
     for (const [key, w] of wanted) {
       if (present.has(key)) continue;
       report.addedMappings += await this.#addMappings(w.rec, [w.port]);
+    }
+
+    // route_localnet on TAPs whose mappings cover 127.0.0.1 (teardown clears it on every TAP of ours;
+    // the mappings above brought our table, and its guard against 127/8 from outside, back).
+    for (const r of recs) {
+      if (r.state !== "attached" || !r.ports.some(coversLoopback) || !this.#tapExists(r.tap, linkByName))
+        continue;
+      const path = ifaceSysctlPath("ipv4", r.tap, "route_localnet");
+      try {
+        if (sysctlGet(path) !== "1") sysctlSet(path, "1");
+      } catch (e) {
+        if (!isErrno(e, ENOENT)) throw e; // the TAP went away meanwhile
+      }
     }
 
     // Port holds: every attached VM's ports, when holding is on; none for VMs no longer recorded.

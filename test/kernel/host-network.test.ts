@@ -21,6 +21,7 @@ import {
   deleteTap,
   listPortMappings,
   removePortMapping,
+  teardown,
 } from "../../src/index.js";
 import { isPortFree } from "../../src/kernel/probe.js";
 import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
@@ -268,6 +269,16 @@ kernelDescribe("HostNetwork", () => {
     await removePortMapping("", 9998, "192.168.1.5", 80, "tcp");
     await deleteTap("handmade0");
     sh("ip", ["link", "del", "other0"]);
+  });
+
+  it("after a teardown, reconcile brings back the mappings and route_localnet of attached VMs", async () => {
+    const a = await hn.attach("vm-a", { publish: ["8080:80"] });
+    await teardown();
+    expect(await mappings()).toEqual([]);
+    expect(readSysctl(`net/ipv4/conf/${a.tap}/route_localnet`)).toBe("0");
+    expect(await hn.reconcile()).toMatchObject({ addedMappings: 1, recreatedTaps: [] });
+    expect(await mappings()).toEqual(["tcp *:8080 10.200.0.2:80"]);
+    expect(readSysctl(`net/ipv4/conf/${a.tap}/route_localnet`)).toBe("1");
   });
 
   it("allocations survive a restart: nothing is handed out twice, nothing is recreated", async () => {
