@@ -13,6 +13,7 @@ import {
   chmodSync,
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -59,12 +60,17 @@ function findGuest(): { kernel: string; initrd: string } | string {
 /** A guest driven over its serial console (the protocol of test/e2e/guest/init.sh). */
 class SerialGuest {
   private out = "";
+  private err = "";
   private seq = 0;
   private exited = false;
   constructor(private readonly proc: ChildProcess) {
     proc.stdout?.setEncoding("utf8");
     proc.stdout?.on("data", (d: string) => {
       this.out += d.replace(/\r/g, "");
+    });
+    proc.stderr?.setEncoding("utf8");
+    proc.stderr?.on("data", (d: string) => {
+      this.err += d;
     });
     proc.on("exit", () => {
       this.exited = true;
@@ -79,7 +85,8 @@ class SerialGuest {
     for (;;) {
       const m = re.exec(this.out.slice(from));
       if (m) return m;
-      if (this.exited || Date.now() > end) throw new Error(`guest: no ${re} (console:\n${this.out})`);
+      if (this.exited || Date.now() > end)
+        throw new Error(`guest: no ${re}\nQEMU said: ${this.err}\nconsole:\n${this.out}`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -100,6 +107,32 @@ class SerialGuest {
     this.proc.kill("SIGTERM");
     await gone;
   }
+}
+
+/**
+ * A VMM running as its own uid opens /dev/net/tun itself, so the node must be world-usable; distributions
+ * ship it 0666 through udev, a fresh machine may have 0600. Inside the demo's private mount namespace a
+ * 0666 node of our own is bound over it, as the test set-up does (scripts/netns-setup.sh); the host's
+ * node is never changed.
+ */
+function usableTunNode(work: string): (() => void) | undefined {
+  if ((statSync("/dev/net/tun").mode & 0o666) === 0o666) return undefined;
+  const dir = join(work, "dev");
+  mkdirSync(dir);
+  const run = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr || r.error}`);
+  };
+  run("mount", ["-t", "tmpfs", "tmpfs", dir]); // a tmpfs allows device nodes even where /tmp is nodev
+  run("mknod", ["-m", "666", join(dir, "tun"), "c", "10", "200"]);
+  run("mount", ["--bind", join(dir, "tun"), "/dev/net/tun"]);
+  process.stdout.write(
+    "    (/dev/net/tun is not world-usable here: a 0666 node is bound over it in this namespace)\n",
+  );
+  return () => {
+    spawnSync("umount", ["/dev/net/tun"]);
+    spawnSync("umount", [dir]);
+  };
 }
 
 function step(n: number, text: string): void {
@@ -184,6 +217,7 @@ export async function runRealGuestDemo(): Promise<number> {
   const stateDir = join(work, "state");
   const opts = { stateDir };
   let guest: SerialGuest | undefined;
+  let unmountTun: (() => void) | undefined;
   try {
     const kernel = join(work, "vmlinux");
     const initrd = join(work, "initramfs.cpio.gz");
@@ -191,10 +225,11 @@ export async function runRealGuestDemo(): Promise<number> {
     copyFileSync(found.initrd, initrd);
     chmodSync(kernel, 0o644);
     chmodSync(initrd, 0o644);
+    process.stdout.write("mvnet demo --guest — a real Linux guest, inside a throw-away network namespace\n");
+    unmountTun = usableTunNode(work);
     const ctx = context(opts);
     const lo = await linkGet(ctx.netlink, "lo");
     if (lo) await linkSetUp(ctx.netlink, lo.index);
-    process.stdout.write("mvnet demo --guest — a real Linux guest, inside a throw-away network namespace\n");
 
     step(1, "bootstrap(): forwarding on, NAT and guest isolation in our nftables table");
     process.stdout.write(`    subnet ${await bootstrap(opts)}\n`);
@@ -225,7 +260,7 @@ export async function runRealGuestDemo(): Promise<number> {
     step(4, `QEMU -M microvm boots the guest as uid ${VMM_UID} on ${TAP} (TCG)`);
     const t0 = Date.now();
     guest = new SerialGuest(
-      spawn(qemu, args, { uid: VMM_UID, gid: VMM_UID, stdio: ["pipe", "pipe", "inherit"] }),
+      spawn(qemu, args, { uid: VMM_UID, gid: VMM_UID, stdio: ["pipe", "pipe", "pipe"] }),
     );
     await guest.waitFor(/^MVNET-READY/m, 90_000);
     process.stdout.write(`    guest ready after ${Date.now() - t0} ms; its kernel said:\n`);
@@ -241,7 +276,9 @@ export async function runRealGuestDemo(): Promise<number> {
 
     step(5, "inside the guest — configured by its own kernel from our boot argument:");
     process.stdout.write(
-      indent(await guest.run("ip -4 addr show dev eth0; ip route; cat /sys/class/net/eth0/address")),
+      indent(
+        await guest.run("ip -4 addr show dev eth0 | grep inet; ip route; cat /sys/class/net/eth0/address"),
+      ),
     );
 
     step(6, `addPortMapping("", 8080, "${GUEST_IP}", 80, "tcp"); the host asks 127.0.0.1:8080`);
@@ -271,6 +308,7 @@ export async function runRealGuestDemo(): Promise<number> {
       : 1;
   } finally {
     await guest?.stop();
+    unmountTun?.();
     rmSync(work, { recursive: true, force: true });
   }
 }
