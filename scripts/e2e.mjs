@@ -54,6 +54,8 @@ const kernelNote = existsSync(buildSecondsFile)
 
 const work = mkdtempSync(join(tmpdir(), "mvnet-e2e-"));
 let failed = false;
+let passed = 0;
+let failedTests = 0;
 try {
   const prep = spawnSync(
     "unshare",
@@ -81,6 +83,7 @@ try {
     .filter((f) => filters.length === 0 || filters.some((e) => f.includes(e)))
     .sort();
   for (const f of files) {
+    const report = join(work, `${f}.json`);
     const r = spawnSync(
       "unshare",
       [
@@ -90,14 +93,25 @@ try {
         "run",
         "--config",
         join(dir, "vitest.config.ts"),
+        "--reporter=default",
+        "--reporter=json",
+        `--outputFile.json=${report}`,
         join("test", "e2e", f),
       ],
       { stdio: "inherit", cwd: root, env: { ...process.env, MVNET_E2E_ARTIFACTS: artifactsPath } },
     );
     if (r.status !== 0) failed = true;
+    try {
+      const j = JSON.parse(readFileSync(report, "utf8"));
+      passed += j.numPassedTests;
+      failedTests += j.numFailedTests + (r.status !== 0 && j.numFailedTests === 0 ? 1 : 0);
+    } catch {
+      failedTests += 1; // the file crashed before reporting: count it as one failure
+    }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
 console.log(`e2e: ${failed ? "FAILED" : "passed"} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+console.log(`e2e: ${passed} passed, ${failedTests} failed`);
 process.exit(failed ? 1 : 0);
