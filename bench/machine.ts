@@ -1,6 +1,7 @@
 // What the numbers were measured on: hardware, kernel, tool versions, and how busy the machine was.
 import { readFileSync } from "node:fs";
 import { arch, cpus, release, totalmem } from "node:os";
+import { gunzipSync } from "node:zlib";
 import { output } from "./spawn.js";
 
 /** The machine and software a result file belongs to. */
@@ -22,19 +23,30 @@ export interface Machine {
 }
 
 function kernelConfig(): Record<string, string> {
-  const wanted = ["CONFIG_HZ", "CONFIG_RCU_LAZY", "CONFIG_PREEMPT", "CONFIG_PREEMPT_VOLUNTARY"];
-  const out: Record<string, string> = {};
-  for (const path of [`/boot/config-${release()}`]) {
+  const wanted = [
+    "CONFIG_HZ",
+    "CONFIG_RCU_LAZY",
+    "CONFIG_PREEMPT_NONE",
+    "CONFIG_PREEMPT_VOLUNTARY",
+    "CONFIG_PREEMPT",
+  ];
+  const read = (path: string) =>
+    path.endsWith(".gz") ? gunzipSync(readFileSync(path)).toString("utf8") : readFileSync(path, "utf8");
+  for (const path of ["/proc/config.gz", `/boot/config-${release()}`]) {
+    let text: string;
     try {
-      for (const line of readFileSync(path, "utf8").split("\n")) {
-        const [k, v] = line.split("=");
-        if (k && v !== undefined && wanted.includes(k)) out[k] = v;
-      }
+      text = read(path);
     } catch {
-      // No config file for this kernel: nothing to report.
+      continue; // not there: try the next place
     }
+    const out: Record<string, string> = {};
+    for (const line of text.split("\n")) {
+      const [k, v] = line.split("=");
+      if (k && v !== undefined && wanted.includes(k)) out[k] = v;
+    }
+    return out;
   }
-  return out;
+  return {};
 }
 
 /** Describes this machine (tool versions through their own `--version`/`-V`). */

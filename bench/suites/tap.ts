@@ -65,7 +65,7 @@ function groupRow(n: number, vs: "one-by-one" | "group"): RowSpec {
   return {
     id: `tap.remove-at-once.${n}.vs-${vs}`,
     section: "tap",
-    what: `remove ${n} TAPs at once, total`,
+    what: `remove ${n} TAPs at once, total, vs ${vs === "group" ? "ip link del group" : `${n} × ip link del`}`,
     stat: "total",
     unit: "ms",
     ours: "linkDelGroup (one RTM_DELLINK for the interface group)",
