@@ -1,6 +1,7 @@
-// Port-mapping cost per change, at 0 and 10 000 existing mappings, through each applier.
-// Not a test: run it inside a private namespace, e.g.
-//   unshare -n -m --propagation private scripts/netns-setup.sh node_modules/.bin/tsx scripts/bench-firewall.ts
+// Port-mapping cost per change, at 0 and 10 000 existing mappings, through each applier (libnftables
+// in-process against the `nft -f -` fallback). Not part of `npm run bench`; run it inside a private
+// namespace:
+//   unshare -n -m --propagation private scripts/netns-setup.sh node_modules/.bin/tsx bench/firewall.ts
 // (netns-setup.sh sets MVNET_TEST_NETNS; without it the script refuses to touch any ruleset).
 import { readlinkSync } from "node:fs";
 import { performance } from "node:perf_hooks";
