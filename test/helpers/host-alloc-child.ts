@@ -18,6 +18,7 @@ writeFileSync(`${db}.ready.${prefix}`, "");
 while (readdirSync(dirname(db as string)).filter((f) => f.includes(".ready.")).length < 2) {
   await new Promise((r) => setTimeout(r, 5));
 }
+const started = Date.now();
 for (let i = 0; i < Number(count); i++) {
   const req = normalizeAttach(`${prefix}-${i}`, { publish: ["80"] });
   const a = state.write(() =>
@@ -43,4 +44,4 @@ for (let i = 0; i < Number(count); i++) {
   await new Promise((r) => setTimeout(r, 2));
 }
 state.close();
-process.stdout.write(JSON.stringify(out));
+process.stdout.write(JSON.stringify({ out, started, ended: Date.now() }));

@@ -38,11 +38,12 @@ if (job.barrier) {
 }
 const one = async (vmId: string) =>
   job.op === "attach" ? await hn.attach(vmId, job.options) : { detached: await hn.detach(vmId) };
+const started = Date.now();
 try {
   const results = [];
   if (job.concurrent) results.push(...(await Promise.all(job.vmIds.map(one))));
   else for (const v of job.vmIds) results.push(await one(v));
-  process.stdout.write(JSON.stringify({ ok: true, results }));
+  process.stdout.write(JSON.stringify({ ok: true, results, started, ended: Date.now() }));
 } catch (e) {
   const err = e as { name?: string; code?: string; message?: string };
   process.stdout.write(

@@ -23,6 +23,7 @@ import {
   removePortMapping,
   teardown,
 } from "../../src/index.js";
+import { conntrackList, openConntrackSocket } from "../../src/kernel/conntrack.js";
 import { isPortFree } from "../../src/kernel/probe.js";
 import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
 import { ipJson, isRealRoot, kernelDescribe, makeInternet, readSysctl, sh } from "../helpers/kernel.js";
@@ -354,6 +355,19 @@ kernelDescribe("HostNetwork: UDP clients reach a newly published port (stale con
     send(); // nothing published yet: the host answers port unreachable, the entry stays (unreplied)
     const table = () => readFileSync("/proc/net/nf_conntrack", "utf8");
     expect(table()).toMatch(/udp .*sport=5555 dport=30053/);
+    // Our ctnetlink reader sees the same entry, tuple for tuple.
+    const ct = openConntrackSocket();
+    try {
+      const seen = (await conntrackList(ct)).filter((e) => e.orig.dstPort === 30053);
+      expect(seen).toEqual([
+        expect.objectContaining({
+          orig: { src: net.gatewayIp, dst: net.hostIp, proto: 17, srcPort: 5555, dstPort: 30053 },
+          reply: { src: net.hostIp, dst: net.gatewayIp, proto: 17, srcPort: 30053, dstPort: 5555 },
+        }),
+      ]);
+    } finally {
+      ct.close();
+    }
 
     hn = await open();
     const a = await hn.attach("vm-udp", { publish: ["30053:53/udp"] });
