@@ -267,8 +267,8 @@ function pickOne(
 /**
  * Allocates a whole VM inside the caller's transaction and inserts its record in state `attaching`,
  * owned by `owner`.
- * @throws as {@link allocateIp}, {@link allocateTapName}, {@link allocatePorts}; port handles are
- *   dropped on any throw.
+ * @throws ConflictError when the VM is already recorded; as {@link allocateIp},
+ *   {@link allocateTapName}, {@link allocatePorts}; port handles are dropped on any throw.
  */
 export function allocateVm(
   state: HostState,
@@ -279,6 +279,9 @@ export function allocateVm(
   take: PortTaker,
   drop: (handle: number) => void,
 ): Allocation {
+  // Checked again inside the transaction: another process may have recorded this VM meanwhile.
+  if (state.get(req.vmId))
+    throw new ConflictError(`VM "${req.vmId}" is already recorded (attached by another process?)`);
   const guestIp = allocateIp(state, s, req.guestIp);
   const tap = allocateTapName(state, req.vmId);
   const got = allocatePorts(state, req.wants, ephemeral, take, drop);

@@ -40,6 +40,7 @@ import {
   ConflictError,
   FirewallError,
   KernelError,
+  MvnetError,
   ValidationError,
 } from "../core/errors.js";
 import {
@@ -437,8 +438,9 @@ export class HostNetwork {
   }
 
   /**
-   * Detaches several VMs at once, amortized: mappings one by one, then all TAPs in one group delete
-   * (one RCU grace period, ~16 ms, for the batch instead of one per TAP). Unknown VMs are skipped.
+   * Detaches several VMs at once, amortized: their map elements in few nftables transactions, then
+   * all their TAPs in one group delete (one RCU grace period, ~16 ms, for the batch instead of one
+   * per TAP). Unknown VMs are skipped.
    * @returns the VMs detached.
    * @throws as {@link detach}; a ConflictError for one VM is thrown before anything is touched.
    */
@@ -500,8 +502,8 @@ export class HostNetwork {
    */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#closed = true; // new calls are refused; calls in flight finish first
     await this.#passes.exclusive(async () => undefined);
-    this.#closed = true;
     for (const vm of this.#holds.values()) for (const fd of vm.values()) releasePort(fd);
     this.#holds.clear();
     this.#ct?.close();
@@ -511,7 +513,7 @@ export class HostNetwork {
   // ---- internals ----
 
   #checkOpen(): void {
-    if (this.#closed) throw new ValidationError("hostNetwork", "is closed");
+    if (this.#closed) throw new MvnetError("ERR_CLOSED", "this HostNetwork is closed");
   }
 
   async #step(step: Step, vmId: string): Promise<void> {

@@ -72,6 +72,12 @@ describe("addresses", () => {
     expect(() => alloc("g", {}, { subnet: s })).toThrow(ExhaustedError);
   });
 
+  it("a VM already recorded (by another process) is a conflict, checked inside the transaction", () => {
+    alloc("a");
+    expect(() => alloc("a")).toThrow(ConflictError);
+    expect(state.count()).toBe(1);
+  });
+
   it("honour a requested address, refusing taken, reserved and outside ones", () => {
     expect(alloc("a", { guestIp: "10.200.7.7" }).guestIp).toBe("10.200.7.7");
     expect(() => alloc("b", { guestIp: "10.200.7.7" })).toThrow(ConflictError);
