@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConflictError, ExhaustedError, ValidationError } from "../../src/core/errors.js";
 import { allocateVm, type PortTaker } from "../../src/host/allocate.js";
 import { normalizeAttach, subnetInfo } from "../../src/host/host-network.js";
-import type { AttachOptions } from "../../src/host/index.js";
+import { type AttachOptions, tapNameFor } from "../../src/host/index.js";
 import { HostState } from "../../src/store/host-state.js";
 import { openStateDb, SCHEMA_VERSION } from "../../src/store/state-db.js";
 
@@ -133,6 +133,14 @@ describe("ports", () => {
       [81, 30000],
       [80, 30001],
     ]);
+  });
+});
+
+describe("TAP names", () => {
+  it("a name another VM holds is never reused: the VM gets its next candidate", () => {
+    alloc("x");
+    state.setTap("x", tapNameFor("y")); // as if x's name had collided with y's
+    expect(alloc("y").tap).toBe(tapNameFor("y", 1));
   });
 });
 
