@@ -340,7 +340,7 @@ kernelDescribe("HostNetwork: UDP clients reach a newly published port (stale con
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("an entry made before the port was published is removed, so the next datagram reaches the guest", async () => {
+  it("an entry made before the port was published is removed, so the next datagram reaches the guest; TCP too", async () => {
     const net = makeInternet();
     sh("sh", ["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
     const send = () =>
@@ -370,7 +370,7 @@ kernelDescribe("HostNetwork: UDP clients reach a newly published port (stale con
     }
 
     hn = await open();
-    const a = await hn.attach("vm-udp", { publish: ["30053:53/udp"] });
+    const a = await hn.attach("vm-udp", { publish: ["30053:53/udp", "8080:80"] });
     expect(table()).not.toMatch(/udp .*sport=5555 dport=30053 .*src=192\.0\.2\.2/);
     const tap = link(a.tap);
     guest = startFakeGuest({
@@ -384,6 +384,17 @@ kernelDescribe("HostNetwork: UDP clients reach a newly published port (stale con
     send(); // same client address and port as before
     const f = await guest.waitFor((x) => x.proto === "udp" && x.dport === 53, 3000);
     expect(f).toMatchObject({ src: net.gatewayIp, dst: a.guestIp, sport: 5555 });
+    // The published TCP port leads to the guest too: a client's SYN arrives at guestIp:80.
+    execFileSync("ip", [
+      "netns",
+      "exec",
+      net.ns,
+      process.execPath,
+      "-e",
+      `const c=require("node:net").connect(8080,"${net.hostIp}");c.on("error",()=>{});setTimeout(()=>c.destroy(),300)`,
+    ]);
+    const syn = await guest.waitFor((x) => x.proto === "tcp" && x.dport === 80, 3000);
+    expect(syn).toMatchObject({ src: net.gatewayIp, dst: a.guestIp, flags: ["SYN"] });
     await hn.detach("vm-udp");
     await hn.close();
   });
