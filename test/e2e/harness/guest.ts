@@ -146,9 +146,12 @@ export class GuestVm {
 
   /**
    * Starts QEMU and waits until the guest's init says it is ready.
-   * @throws with the console and QEMU's stderr when QEMU exits first or `timeoutMs` passes.
+   * @throws for uid or gid 0; with the console and QEMU's stderr when QEMU exits first or `timeoutMs` passes.
    */
   static async boot(spec: GuestSpec, artifacts: Artifacts, timeoutMs = 90_000): Promise<GuestVm> {
+    // As root QEMU would silently create a missing TAP (down, unaddressed) and the test would pass
+    // against a device we never made; a VMM runs as its own uid anyway.
+    if (spec.uid === 0 || spec.gid === 0) throw new Error(`guest ${spec.name}: QEMU must not run as root`);
     const vm = new GuestVm(spec, artifacts);
     try {
       const m = await vm.waitFor(() => READY.exec(vm.serial), timeoutMs, "the ready line");
