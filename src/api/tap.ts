@@ -6,7 +6,7 @@ import { KernelError, NotOursError, ValidationError } from "../core/errors.js";
 import { parseCidr, validateId, validateIfName, validateIPv4 } from "../core/validate.js";
 import { addrAdd, type Link, linkDel, linkGet, linkList, linkSet } from "../kernel/netlink/index.js";
 import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
-import { tapClose, tapCreateOpen, tapPersist } from "../kernel/tun.js";
+import { tapClose, tapCreateOpen, tapIndex, tapPersist } from "../kernel/tun.js";
 import { type Context, context, type NetworkOptions, TAP_ALIAS } from "./context.js";
 import { hasLoopbackMapping } from "./loopback.js";
 
@@ -74,8 +74,7 @@ async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptio
   // being killed — before that removes it, so nothing half-made (or unmarked) is ever left.
   const fd = tapCreateOpen({ name, uid: opts.uid, gid: opts.gid });
   try {
-    const link = await linkGet(ctx.netlink, name);
-    if (!link) throw new KernelError("RTM_GETLINK", 19, `TAP ${name} vanished right after creation`);
+    const index = tapIndex(name);
     // No IPv6 until it is filtered like IPv4: no link-local address, no router advertisements.
     // Written before the link goes up, so no address is ever configured.
     try {
@@ -83,26 +82,20 @@ async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptio
     } catch (e) {
       if (!(e instanceof KernelError && e.errno === 2)) throw e; // ENOENT: IPv6 is not built in
     }
-    // One RTM_NEWLINK for our mark, the MTU and IFF_UP; the address (and with it the peer route) next.
-    await linkSet(ctx.netlink, link.index, { alias: TAP_ALIAS, group: ctx.group, mtu: opts.mtu, up: true });
-    await addrAdd(ctx.netlink, {
-      index: link.index,
-      local: addr.local,
-      prefix: addr.prefix,
-      peer: addr.peer,
-    });
+    // Three requests sent back to back and answered in order (one wait instead of three): read the
+    // new link (its MAC), one RTM_NEWLINK for our mark, the MTU and IFF_UP, then the address with
+    // its peer route. If any fails, closing the descriptor below removes the TAP again.
+    const [link] = await Promise.all([
+      linkGet(ctx.netlink, index),
+      linkSet(ctx.netlink, index, { alias: TAP_ALIAS, group: ctx.group, mtu: opts.mtu, up: true }),
+      addrAdd(ctx.netlink, { index, local: addr.local, prefix: addr.prefix, peer: addr.peer }),
+    ]);
+    if (!link) throw new KernelError("RTM_GETLINK", 19, `TAP ${name} vanished right after creation`);
     if (addr.peer !== undefined && hasLoopbackMapping(ctx, addr.peer)) {
       sysctlSet(ifaceSysctlPath("ipv4", name, "route_localnet"), "1");
     }
     tapPersist(fd, name);
-    return {
-      name,
-      index: link.index,
-      mtu: opts.mtu ?? link.mtu,
-      mac: link.mac ?? "",
-      up: true,
-      group: ctx.group,
-    };
+    return { name, index, mtu: opts.mtu ?? link.mtu, mac: link.mac ?? "", up: true, group: ctx.group };
   } finally {
     tapClose(fd);
   }

@@ -37,6 +37,7 @@ const c = {
   send: libc.func("long send(int fd, void *buf, unsigned long len, int flags)"),
   recv: libc.func("long recv(int fd, void *buf, unsigned long len, int flags)"),
   read: libc.func("long read(int fd, void *buf, unsigned long len)"),
+  ifNameToIndex: libc.func("unsigned int if_nametoindex(const char *name)"),
   write: libc.func("long write(int fd, void *buf, unsigned long len)"),
 };
 
@@ -141,4 +142,14 @@ export function sysRead(fd: number, buf: Buffer, context: string): number {
 /** `write(2)`. @returns bytes written. @throws KernelError. */
 export function sysWrite(fd: number, buf: Buffer, context: string): number {
   return check(c.write(fd, buf, buf.length), "write", context);
+}
+
+/**
+ * `if_nametoindex(3)`: the ifindex of an interface name, in a few microseconds (one ioctl, no
+ * netlink round trip). @throws KernelError (ENODEV when there is no such interface).
+ */
+export function sysIfNameToIndex(name: string, context: string): number {
+  const index = Number(c.ifNameToIndex(name));
+  if (index === 0) throw new KernelError(`if_nametoindex(${name})`, koffi.errno() || 19, context);
+  return index;
 }
