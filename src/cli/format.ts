@@ -1,5 +1,6 @@
 import type { Mapping } from "../api/portmap.js";
 import type { TapInfo } from "../api/tap.js";
+import { formatVms } from "./host-commands.js";
 import type { Status } from "./status.js";
 
 /** Renders rows as an aligned text table with a header. */
@@ -41,5 +42,7 @@ export function formatStatus(s: Status): string {
     formatTaps(s.taps),
     "",
     formatMappings(s.mappings),
+    "",
+    s.vms.length === 0 ? "no VMs attached" : formatVms(s.vms),
   ].join("\n");
 }

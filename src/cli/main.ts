@@ -159,7 +159,7 @@ function build(): Command {
     .command("status")
     .description("what microvm-net has set up in this network namespace")
     .action(async () => {
-      const s = await readStatus(opts());
+      const s = await readStatus(opts(), program.opts<{ db?: string }>().db);
       out(formatStatus(s), s);
     });
 
