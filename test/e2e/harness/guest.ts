@@ -23,6 +23,8 @@ export interface GuestSpec {
   gid: number;
   /** Replaces the boot argument our library renders (only to show what a wrong one does). */
   bootArgOverride?: string;
+  /** The guest NIC's MAC (e.g. what HostNetwork.attach returned). Default: guestMac(guestIp). */
+  mac?: string;
   /** Guest memory, MiB. Default 128 (64 panics at boot). */
   memMiB?: number;
 }
@@ -69,7 +71,7 @@ export class GuestVm {
     this.bootArg =
       spec.bootArgOverride ??
       guestBootArg({ guestIp: spec.guestIp, hostIp: spec.hostIp, prefix: spec.prefix });
-    this.mac = guestMac(spec.guestIp);
+    this.mac = spec.mac ?? guestMac(spec.guestIp);
     const khz = tscKhz();
     const append = [
       "console=ttyS0",
