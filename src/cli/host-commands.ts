@@ -11,6 +11,7 @@ import {
   type HostNetworkOptions,
   type ReconcileReport,
 } from "../host/index.js";
+import { readBootstrapState } from "../store/bootstrap-state.js";
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
 import { table } from "./format.js";
 
@@ -160,6 +161,12 @@ export function registerHostCommands(program: Command): void {
           o.subnet ? { subnet: o.subnet } : {},
         );
         out(formatAttachment(a), a);
+        if (!readBootstrapState(program.opts<{ stateDir?: string }>().stateDir)) {
+          // attach sets up the VM, not the host: without bootstrap there is no forwarding, NAT or isolation.
+          process.stderr.write(
+            "mvnet: warning: this host is not bootstrapped; run `mvnet bootstrap` once, or the guest has no egress, its published ports are not forwarded and guests are not isolated\n",
+          );
+        }
       },
     );
 
