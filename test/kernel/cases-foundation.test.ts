@@ -66,7 +66,9 @@ kernelDescribe("real-world cases (foundation)", () => {
     expect(ourTables()).toEqual([]);
     expect(sh("nft", ["list", "ruleset"])).not.toMatch(/uplink|microvm/);
     expect(readSysctl("net/ipv4/ip_forward")).toBe("0");
-    for (const n of ["inet0", "inet1"]) sh("ip", ["netns", "del", n]); // takes the veth pairs along
+    // Deleting the host ends is synchronous (a namespace's own clean-up runs later, in the background).
+    for (const l of ["uplink0", "uplink1"]) sh("ip", ["link", "del", l]);
+    for (const n of ["inet0", "inet1"]) sh("ip", ["netns", "del", n]);
   });
 
   it("C7: invalid names are rejected before any syscall; an existing name is refused and left untouched", async () => {
