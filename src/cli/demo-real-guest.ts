@@ -246,12 +246,12 @@ export async function runRealGuestDemo(): Promise<number> {
 
     const khz = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];
     const append = [
-      "console=ttyS0 reboot=t panic=1 pci=off cryptomgr.notests",
+      "console=ttyS0 reboot=t panic=1 cryptomgr.notests",
       khz ? `tsc_early_khz=${Math.round(Number(khz) * 1000)}` : "",
       bootArg,
     ].join(" ");
     const args = [
-      ...["-accel", "tcg", "-cpu", "max", "-M", "microvm", "-m", "128", "-smp", "1"],
+      ...["-accel", "tcg", "-cpu", "max", "-M", "microvm,acpi=off", "-m", "128", "-smp", "1"],
       ...["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none", "-serial", "stdio"],
       ...["-kernel", kernel, "-initrd", initrd, "-append", append],
       ...["-netdev", `tap,id=n0,ifname=${TAP},script=no,downscript=no,vnet_hdr=on`],
@@ -269,7 +269,7 @@ export async function runRealGuestDemo(): Promise<number> {
         guest
           .console()
           .split("\n")
-          .filter((l) => /IP-Config|device=|address=/.test(l))
+          .filter((l) => /IP-Config|^\s+device=/.test(l))
           .join("\n"),
       ),
     );

@@ -77,7 +77,6 @@ export class GuestVm {
       "console=ttyS0",
       "reboot=t",
       "panic=1",
-      "pci=off",
       "cryptomgr.notests",
       ...(artifacts.accel === "tcg" && khz ? [`tsc_early_khz=${khz}`] : []),
       // Without a NIC the kernel's ip= would wait for a device that never comes.
@@ -89,7 +88,9 @@ export class GuestVm {
       "-cpu",
       artifacts.accel === "kvm" ? "host" : "max",
       "-M",
-      "microvm",
+      // No ACPI: QEMU then announces each virtio-mmio device on the kernel command line
+      // (`virtio_mmio.device=`, its auto-kernel-cmdline), which is how Firecracker does it.
+      "microvm,acpi=off",
       "-m",
       String(spec.memMiB ?? 128),
       "-smp",
