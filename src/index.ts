@@ -35,6 +35,7 @@ export {
 } from "./api/tap.js";
 export * from "./core/errors.js";
 export type { Protocol } from "./core/validate.js";
+export { type GuestAddressing, guestBootArg, guestMac, prefixToNetmask } from "./guest/index.js";
 export {
   type Attachment,
   type AttachOptions,
