@@ -360,12 +360,6 @@ export function readU8(v: Buffer): number {
   return v.readUInt8(0);
 }
 
-/** u16 payload (host order). */
-export function readU16(v: Buffer): number {
-  need(v, 2, "u16 attribute");
-  return v.readUInt16LE(0);
-}
-
 /** u32 payload (host order). */
 export function readU32(v: Buffer): number {
   need(v, 4, "u32 attribute");
