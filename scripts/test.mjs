@@ -8,7 +8,10 @@ import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const vitest = join(root, "node_modules", ".bin", "vitest");
-const extra = process.argv.slice(2);
+// `--with-e2e` (used by `npm test`): run the end-to-end suite after the kernel tests even when those
+// failed, so one failure never hides the other's result; the exit status covers both.
+const withE2e = process.argv.includes("--with-e2e");
+const extra = process.argv.slice(2).filter((a) => a !== "--with-e2e");
 const run = (cmd, args, env = {}) =>
   spawnSync(cmd, args, { stdio: "inherit", cwd: root, env: { ...process.env, ...env } }).status ?? 1;
 
@@ -45,4 +48,5 @@ if (probe.status !== 0) {
     if (code !== 0) failed = true;
   }
 }
+if (withE2e && run(process.execPath, [join(root, "scripts", "e2e.mjs")]) !== 0) failed = true;
 process.exit(failed ? 1 : 0);
