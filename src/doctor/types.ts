@@ -36,7 +36,7 @@ export interface DoctorContext {
   netlink: NetlinkSocket;
   /** nftables applier, or undefined when neither libnftables nor `nft` could be opened. */
   nft: NftApplier | undefined;
-  /** Name of our nftables table (family inet). */
+  /** Name of our nftables table (family ip). */
   table: string;
   /** Interface group our TAPs are put in (IFLA_GROUP). */
   tapGroup: number;
