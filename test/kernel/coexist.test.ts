@@ -1,0 +1,283 @@
+// Coexistence with other firewalls (issue #5): a Docker-like iptables-nft FORWARD policy DROP, a
+// native nftables table dropping at the forward hook, and iptables-legacy FORWARD policy DROP. For
+// each: real guest packets (both directions) are dropped before the integration and pass after it;
+// a second forwarding path that is not a TAP stays dropped; findForeignBlocks and the doctor check
+// report the block before and "integrated" after; removal restores the foreign ruleset exactly.
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { integrateHostFirewall, removeHostFirewallIntegration } from "../../src/api/integration.js";
+import { checkFirewalls } from "../../src/doctor/firewalls.js";
+import type { DoctorContext } from "../../src/doctor/types.js";
+import { findForeignBlocks } from "../../src/firewall/foreign.js";
+import { type NftApplier, openNft } from "../../src/firewall/index.js";
+import {
+  addPortMapping,
+  bootstrap,
+  createPointToPointTap,
+  DEFAULT_TABLE,
+  DEFAULT_TAP_GROUP,
+  deleteTap,
+  teardown,
+} from "../../src/index.js";
+import { readIntegrationState } from "../../src/store/integration-state.js";
+import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
+import { type Internet, kernelDescribe, makeInternet, sh } from "../helpers/kernel.js";
+
+const GUEST_IP = "10.200.0.2";
+const GUEST_MAC = "06:00:0a:c8:00:02";
+const LAN_IP = "172.31.0.2";
+const SCOPE = { table: DEFAULT_TABLE, tapGroup: DEFAULT_TAP_GROUP };
+const MISS_MS = 1000;
+
+/** `nft -j list ruleset` without counter values (traffic changes them, rules do not). */
+function nftSnapshot(): string {
+  const text = sh("nft", ["-j", "list", "ruleset"]);
+  return JSON.stringify(JSON.parse(text).nftables.slice(1), (k, v) => (k === "counter" ? "counter" : v));
+}
+
+/** `iptables-legacy-save` without counters and the dated comment lines. */
+function legacySnapshot(): string {
+  return sh("iptables-legacy-save", [])
+    .split("\n")
+    .filter((l) => !l.startsWith("#"))
+    .map((l) => l.replace(/\[\d+:\d+\]/, ""))
+    .join("\n");
+}
+
+kernelDescribe("coexistence with other firewalls at the forward hook", () => {
+  let net: Internet;
+  let guest: FakeGuest;
+  let nft: NftApplier;
+  let server: Awaited<ReturnType<typeof udpServer>>;
+  let sport = 41000;
+  let tag = 0;
+
+  beforeAll(async () => {
+    net = makeInternet();
+    // A second forwarding path through the host that is not a TAP: a "LAN" namespace routed via us.
+    sh("ip", ["netns", "add", "lan"]);
+    sh("ip", ["link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", "lan"]);
+    sh("ip", ["addr", "add", "172.31.0.1/24", "dev", "lan0"]);
+    sh("ip", ["link", "set", "lan0", "up"]);
+    sh("ip", ["-n", "lan", "addr", "add", `${LAN_IP}/24`, "dev", "eth0"]);
+    sh("ip", ["-n", "lan", "link", "set", "eth0", "up"]);
+    sh("ip", ["-n", "lan", "route", "add", "default", "via", "172.31.0.1"]);
+    sh("ip", ["-n", net.ns, "route", "add", "172.31.0.0/24", "via", net.hostIp]);
+    await bootstrap();
+    const tap = await createPointToPointTap("fc-tap0", "10.200.0.1", GUEST_IP, 0, 0);
+    await addPortMapping("", 5353, GUEST_IP, 53, "udp");
+    guest = startFakeGuest({ tap: "fc-tap0", guestIp: GUEST_IP, guestMac: GUEST_MAC, hostMac: tap.mac });
+    await guest.ready;
+    nft = await openNft();
+    server = await udpServer(net.ns, net.remoteIp, 9999);
+  });
+
+  afterAll(async () => {
+    server?.close();
+    await guest?.stop();
+    nft?.close();
+    await deleteTap("fc-tap0");
+    await teardown();
+  });
+
+  /** Guest → internet (from the TAP). */
+  async function guestOut(): Promise<boolean> {
+    const payload = `guest-${++tag}`;
+    await guest.sendUdp({ dst: net.remoteIp, sport: sport++, dport: 9999, payload });
+    return (await server.until(payload, MISS_MS)) !== undefined;
+  }
+
+  /** Internet → published port → guest (into the TAP). */
+  async function guestIn(): Promise<boolean> {
+    guest.frames.length = 0;
+    sh("ip", ["netns", "exec", net.ns, "bash", "-c", `echo -n in > /dev/udp/${net.hostIp}/5353`]);
+    try {
+      await guest.waitFor((f) => f.proto === "udp" && f.dport === 53 && f.src === net.gatewayIp, MISS_MS);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** LAN namespace → internet (not ours). */
+  async function lanOut(): Promise<boolean> {
+    const payload = `lan-${++tag}`;
+    sh("ip", ["netns", "exec", "lan", "bash", "-c", `echo -n ${payload} > /dev/udp/${net.remoteIp}/9999`]);
+    return (await server.until(payload, MISS_MS)) !== undefined;
+  }
+
+  const doctorCtx = (): DoctorContext =>
+    ({
+      nft,
+      table: DEFAULT_TABLE,
+      tapGroup: DEFAULT_TAP_GROUP,
+      stateDir: "/run/microvm-net",
+    }) as DoctorContext;
+
+  it("control: without a foreign firewall every path passes and nothing is reported", async () => {
+    expect(await guestOut()).toBe(true);
+    expect(await guestIn()).toBe(true);
+    expect(await lanOut()).toBe(true);
+    expect(await findForeignBlocks(nft, SCOPE)).toEqual([]);
+    expect((await checkFirewalls(doctorCtx())).map((f) => f.severity)).toEqual(["ok"]);
+  });
+
+  /**
+   * One scenario: install the foreign firewall, check the drop, integrate, check the pass, remove,
+   * check the exact restoration, uninstall.
+   */
+  async function scenario(
+    install: () => void,
+    uninstall: () => void,
+    expected: { kind: string; family: string; table: string; chain: string; target: string },
+    snapshot: () => string,
+    whileIntegrated?: () => void,
+  ): Promise<void> {
+    install();
+    try {
+      const before = snapshot();
+      const found = await findForeignBlocks(nft, SCOPE);
+      expect(found).toEqual([expect.objectContaining({ ...expected, integrated: false })]);
+      const doc = await checkFirewalls(doctorCtx());
+      expect(doc).toEqual([
+        expect.objectContaining({ severity: "fail", fix: expect.stringContaining("--integrate") }),
+      ]);
+
+      expect(await guestOut()).toBe(false);
+      expect(await guestIn()).toBe(false);
+      expect(await lanOut()).toBe(false);
+
+      const result = await integrateHostFirewall();
+      expect(result.inserted).toHaveLength(1);
+      expect(result.remaining).toEqual([]);
+      expect(result.blocks).toEqual([expect.objectContaining({ ...expected, integrated: true })]);
+      expect(readIntegrationState()?.entries).toHaveLength(1);
+      // Idempotent: a second run finds everything in place.
+      expect((await integrateHostFirewall()).inserted).toEqual([]);
+      expect((await checkFirewalls(doctorCtx())).map((f) => f.severity)).toEqual(["ok"]);
+
+      expect(await guestOut()).toBe(true);
+      expect(await guestIn()).toBe(true);
+      expect(await lanOut()).toBe(false);
+      whileIntegrated?.();
+
+      await removeHostFirewallIntegration();
+      expect(readIntegrationState()).toBeUndefined();
+      expect(snapshot()).toBe(before);
+      expect(await findForeignBlocks(nft, SCOPE)).toEqual([
+        expect.objectContaining({ ...expected, integrated: false }),
+      ]);
+      expect(await guestOut()).toBe(false);
+    } finally {
+      uninstall();
+    }
+  }
+
+  it("Docker-like iptables-nft: FORWARD policy DROP, FORWARD -j DOCKER-USER (RETURN)", async () => {
+    await scenario(
+      () => {
+        sh("iptables-nft", ["-P", "FORWARD", "DROP"]);
+        sh("iptables-nft", ["-N", "DOCKER-USER"]);
+        sh("iptables-nft", ["-A", "DOCKER-USER", "-j", "RETURN"]);
+        sh("iptables-nft", ["-A", "FORWARD", "-j", "DOCKER-USER"]);
+      },
+      () => sh("nft", ["delete", "table", "ip", "filter"]),
+      { kind: "iptables-nft", family: "ip", table: "filter", chain: "FORWARD", target: "DOCKER-USER" },
+      nftSnapshot,
+      () => {
+        // iptables-nft still reads and edits its table: our rules are its own devgroup matches.
+        const rules = sh("iptables-nft", ["-S", "DOCKER-USER"]);
+        expect(rules).toContain(
+          "-A DOCKER-USER -m devgroup --src-group 0x6d76 -m comment --comment microvm-net -j ACCEPT",
+        );
+        expect(rules).toContain(
+          "-A DOCKER-USER -m devgroup --dst-group 0x6d76 -m comment --comment microvm-net -j ACCEPT",
+        );
+        sh("iptables-nft", ["-I", "FORWARD", "-s", "203.0.113.99", "-j", "ACCEPT"]);
+        expect(sh("iptables-nft", ["-S", "FORWARD"])).toContain("-A FORWARD -s 203.0.113.99/32 -j ACCEPT");
+        sh("iptables-nft", ["-D", "FORWARD", "-s", "203.0.113.99", "-j", "ACCEPT"]);
+        sh("iptables-nft-save", []);
+      },
+    );
+  });
+
+  it("native nftables: table inet fw, forward chain policy drop", async () => {
+    await scenario(
+      () =>
+        sh(
+          "nft",
+          ["-f", "-"],
+          "table inet fw {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n  ip saddr 203.0.113.0/24 accept\n }\n}\n",
+        ),
+      () => sh("nft", ["delete", "table", "inet", "fw"]),
+      { kind: "nftables", family: "inet", table: "fw", chain: "forward", target: "forward" },
+      nftSnapshot,
+      () => {
+        const listed = sh("nft", ["list", "chain", "inet", "fw", "forward"]);
+        expect(listed).toMatch(/iifgroup 28022 accept comment "microvm-net"/);
+        expect(listed).toMatch(/oifgroup 28022 accept comment "microvm-net"/);
+      },
+    );
+  });
+
+  it("iptables-legacy: FORWARD policy DROP", async () => {
+    await scenario(
+      () => sh("iptables-legacy", ["-P", "FORWARD", "DROP"]),
+      () => sh("iptables-legacy", ["-P", "FORWARD", "ACCEPT"]),
+      { kind: "iptables-legacy", family: "ip", table: "filter", chain: "FORWARD", target: "FORWARD" },
+      () => `${legacySnapshot()}\n${nftSnapshot()}`,
+      () => {
+        expect(sh("iptables-legacy", ["-S", "FORWARD"])).toContain(
+          "-A FORWARD -m devgroup --src-group 0x6d76 -m comment --comment microvm-net -j ACCEPT",
+        );
+      },
+    );
+  });
+});
+
+/** A UDP server in namespace `ns`; `until(payload)` waits for that datagram, undefined on timeout. */
+async function udpServer(ns: string, ip: string, port: number) {
+  const proc = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      ns,
+      process.execPath,
+      "-e",
+      `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>console.log(JSON.stringify({from:r.address,data:m.toString()})));s.bind(${port},"${ip}",()=>console.log("ready"))`,
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const got: Array<{ from: string; data: string }> = [];
+  let wake: (() => void) | undefined;
+  let ready = false;
+  proc.stdout?.on("data", (d: Buffer) => {
+    for (const l of d.toString().split("\n").filter(Boolean)) {
+      if (l === "ready") ready = true;
+      else got.push(JSON.parse(l));
+    }
+    wake?.();
+  });
+  for (let i = 0; i < 100 && !ready; i++) await new Promise((r) => setTimeout(r, 50));
+  if (!ready) throw new Error("the UDP server did not start");
+  return {
+    async until(data: string, timeoutMs: number): Promise<{ from: string; data: string } | undefined> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const hit = got.find((g) => g.data === data);
+        if (hit) return hit;
+        const left = deadline - Date.now();
+        if (left <= 0) return undefined;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
+    },
+    close: () => proc.kill(),
+  };
+}
