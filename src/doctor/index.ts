@@ -11,6 +11,7 @@ import { DEFAULT_STATE_DIR, readBootstrapState } from "../store/bootstrap-state.
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
 import { checkBootstrap } from "./bootstrap.js";
 import { finding, messageOf } from "./finding.js";
+import { checkFirewalls } from "./firewalls.js";
 import { checkForwarding } from "./forwarding.js";
 import { checkNftables } from "./nftables.js";
 import { type DoctorReport, makeReport } from "./report.js";
@@ -31,6 +32,7 @@ export const CHECKS: Check[] = [
   checkTun,
   checkNftables,
   checkForwarding,
+  checkFirewalls,
   checkBootstrap,
   checkStaleTaps,
   checkStaleMappings,
