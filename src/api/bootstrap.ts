@@ -4,7 +4,12 @@
 import { MAX_PREFIX, MIN_PREFIX } from "../alloc/index.js";
 import { ValidationError } from "../core/errors.js";
 import { type Cidr, cidrContains, parseCidr } from "../core/validate.js";
-import { type BootstrapSpec, bootstrapFirewall, teardownFirewall } from "../firewall/index.js";
+import {
+  type BootstrapSpec,
+  bootstrapFirewall,
+  renderBootstrap,
+  teardownFirewall,
+} from "../firewall/index.js";
 import { addrList, defaultRoute } from "../kernel/netlink/index.js";
 import { sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { readBootstrapState, removeBootstrapState, writeBootstrapState } from "../store/bootstrap-state.js";
@@ -15,7 +20,7 @@ import { listTaps } from "./tap.js";
 /** Options of {@link bootstrap}. */
 export interface BootstrapOptions
   extends NetworkOptions,
-    Pick<BootstrapSpec, "blockedDestinations" | "allowedDestinations" | "guestToHost"> {
+    Pick<BootstrapSpec, "blockedDestinations" | "allowedDestinations" | "guestToHost" | "dns"> {
   /** Guest address range, IPv4 CIDR. Default {@link SUBNET} (`10.200.0.0/16`). */
   subnet?: string;
 }
@@ -26,14 +31,20 @@ const IP_FORWARD = "net/ipv4/ip_forward";
  * Prepares the host: IPv4 forwarding on; in our nftables table, masquerade for the subnet's traffic
  * leaving the host (whichever interface the default route uses), accept established/related, drop
  * guest traffic to `blockedDestinations` (default: RFC 1918, 169.254.0.0/16 link-local/cloud
- * metadata) except `allowedDestinations`, drop guest to guest, reject guests' new connections to the
- * host itself except the `guestToHost` ports, and accept the rest of the guests' traffic.
+ * metadata, 100.64.0.0/10 shared/CGNAT, 127.0.0.0/8) except `allowedDestinations` (entries
+ * `<address or CIDR>[:<port>[-<port>]][/<tcp|udp>]`) and the `dns` resolvers (udp/tcp 53, also
+ * when a resolver is a host address), drop guest to guest, drop frames from a TAP whose source MAC
+ * or address is not the one bound to it (per-guest policy, see guest-policy.ts), reject guests' new
+ * connections to the host itself at once (TCP RST, else ICMP port unreachable) except the
+ * `guestToHost` ports, and accept the rest of the guests' traffic. Per-guest exceptions:
+ * setGuestPolicy, or HostNetwork.attach's `allow`/`dns`.
  * Idempotent: running it again leaves exactly one copy of every rule and keeps port mappings.
  * What it changes outside the table (the sysctl's previous value) is recorded in a state file so that
  * {@link teardown} — in this process or another — restores it.
  * @returns the normalised subnet, e.g. `10.200.0.0/16`.
  * @throws ValidationError for a bad subnet — prefix outside /8–/30, or one that holds an address of
- *   the host's own (outside our TAPs) or its default gateway (nothing touched); FirewallError /
+ *   the host's own (outside our TAPs) or its default gateway — or a bad destination, resolver or
+ *   host port (nothing touched); FirewallError /
  *   KernelError otherwise, after undoing what this call changed (sysctl and state record).
  */
 export async function bootstrap(options: BootstrapOptions = {}): Promise<string> {
@@ -43,6 +54,16 @@ export async function bootstrap(options: BootstrapOptions = {}): Promise<string>
   }
   const subnet = `${c.network}/${c.prefix}`;
   const ctx = context(options);
+  const spec: BootstrapSpec = {
+    table: ctx.table,
+    subnet,
+    blockedDestinations: options.blockedDestinations,
+    allowedDestinations: options.allowedDestinations,
+    guestToHost: options.guestToHost,
+    dns: options.dns,
+    tapGroup: ctx.group,
+  };
+  renderBootstrap(spec); // validates every field before anything is touched
   await refuseHostOverlap(ctx, c);
   const nft = await ctx.nft();
 
@@ -57,14 +78,7 @@ export async function bootstrap(options: BootstrapOptions = {}): Promise<string>
       writeBootstrapState({ version: 1, sysctls, subnet, table: ctx.table }, ctx.stateDir);
       sysctlSet(IP_FORWARD, "1");
     }
-    await bootstrapFirewall(nft, {
-      table: ctx.table,
-      subnet,
-      blockedDestinations: options.blockedDestinations,
-      allowedDestinations: options.allowedDestinations,
-      guestToHost: options.guestToHost,
-      tapGroup: ctx.group,
-    });
+    await bootstrapFirewall(nft, spec);
   } catch (e) {
     if (changedForward && sysctlGet(IP_FORWARD) !== forward) sysctlSet(IP_FORWARD, forward);
     if (previous) writeBootstrapState(previous, ctx.stateDir);

@@ -21,9 +21,11 @@ import {
   cidrContains,
   type Protocol,
   parseCidr,
+  validateIPv4,
   validatePort,
   validateProtocol,
 } from "../core/validate.js";
+import { type AllowEntry, normalizeElements, POLICY_SETS, parseAllowEntry } from "./guest-policy.js";
 import { MAP_NAMES, type Mapping, mapOf, validateMapping } from "./mapping.js";
 
 /** Default name of our table (family `ip`). */
@@ -33,15 +35,23 @@ export const DEFAULT_TABLE = "microvm_net";
 export { DEFAULT_SUBNET };
 
 /**
- * Destinations guests may not reach by default: the RFC 1918 private ranges and RFC 3927 link-local
- * (which holds cloud metadata services such as 169.254.169.254).
+ * Destinations guests may not reach by default: the RFC 1918 private ranges, RFC 3927 link-local
+ * (cloud metadata services such as 169.254.169.254), RFC 6598 shared address space 100.64.0.0/10
+ * (carrier-grade NAT, and some clouds' metadata and internal services, e.g. Alibaba's
+ * 100.100.100.200) and RFC 1122 loopback 127.0.0.0/8 (also dropped at raw priority, see
+ * renderSkeleton; listed here so the forward policy states it on its own).
  */
 export const DEFAULT_BLOCKED_DESTINATIONS: readonly string[] = [
   "10.0.0.0/8",
   "172.16.0.0/12",
   "192.168.0.0/16",
   "169.254.0.0/16",
+  "100.64.0.0/10",
+  "127.0.0.0/8",
 ];
+
+/** Port of DNS (RFC 1035 §4.2), over UDP and TCP. */
+export const DNS_PORT = 53;
 
 /** Chains of the port-mapping skeleton. */
 export const SKELETON_CHAINS = ["nat_prerouting", "nat_output", "nat_postrouting", "raw_prerouting"] as const;
@@ -94,8 +104,17 @@ export interface BootstrapSpec {
    * except through a published port.
    */
   blockedDestinations?: readonly string[];
-  /** Exceptions to `blockedDestinations` (CIDRs), e.g. a resolver at `192.168.1.1/32`. Default none. */
-  allowedDestinations?: readonly string[];
+  /**
+   * Exceptions to `blockedDestinations` for every guest: entries `<address or CIDR>[:<port>[-<port>]][/<tcp|udp>]`
+   * (see {@link AllowEntry}), e.g. `192.168.1.0/24` or `169.254.169.254:80/tcp`. Default none.
+   */
+  allowedDestinations?: readonly AllowEntry[];
+  /**
+   * The DNS resolvers configured for guests (IPv4 addresses). Guests may reach them on udp/tcp 53
+   * even inside a blocked range or on the host itself (a resolver that is one of the host's own
+   * addresses, e.g. the TAPs' host address). Default none.
+   */
+  dns?: readonly string[];
   /**
    * Host services guests may open (protocol, port), on any host address. Default none: a guest's
    * new connection to the host itself is rejected (ICMP echo is allowed, for diagnosis).
@@ -132,13 +151,18 @@ function cidrSet(values: readonly string[], field: string): string[] {
   return kept.map(cidrText);
 }
 
+/** Key of the per-guest allow sets: guest . destination . protocol . port (see guest-policy.ts). */
+const POLICY_KEY = "ipv4_addr . ipv4_addr . inet_proto . inet_service";
+
 function setText(items: readonly string[]): string {
   return `{ ${items.join(", ")} }`;
 }
 
 /**
  * The port-mapping skeleton: three maps keyed by protocol (value `guest ip . guest port`) and the
- * chains that DNAT through them.
+ * chains that DNAT through them; also the four per-guest policy sets (guest-policy.ts), empty, so a
+ * guest's policy can be written whether or not the host is bootstrapped (only the bootstrap part's
+ * rules read them).
  *
  * - nat_prerouting (dstnat): `pm_addr` matches the packet's destination address itself, so it only
  *   catches packets to that address; `pm_iif` and `pm_any` only catch packets the host would deliver
@@ -164,6 +188,10 @@ export function renderSkeleton(tableName: string = DEFAULT_TABLE): string {
     `add map ${t} ${MAP_NAMES.any} { type inet_proto . inet_service : ${value}; }`,
     `add map ${t} ${MAP_NAMES.address} { type inet_proto . ipv4_addr . inet_service : ${value}; }`,
     `add map ${t} ${MAP_NAMES.interface} { type inet_proto . ifname . inet_service : ${value}; }`,
+    `add set ${t} ${POLICY_SETS.allow} { type ${POLICY_KEY}; flags interval; }`,
+    `add set ${t} ${POLICY_SETS.host} { type ${POLICY_KEY}; flags interval; }`,
+    `add set ${t} ${POLICY_SETS.bound} { type iface_index; }`,
+    `add set ${t} ${POLICY_SETS.mac} { type iface_index . ether_addr . ipv4_addr; }`,
     `add chain ${t} nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
     `add chain ${t} nat_output { type nat hook output priority -100; policy accept; }`,
     `add chain ${t} nat_postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
@@ -185,30 +213,63 @@ export function renderSkeleton(tableName: string = DEFAULT_TABLE): string {
 
 /**
  * The whole table for guest subnet S: the skeleton plus
+ * - guest_prerouting (filter, mangle priority, before routing): anti-spoofing. A packet from one of
+ *   our TAPs (interface group `tapGroup`) must pass a strict reverse-path check (its source routes
+ *   back through the same TAP: RFC 3704 strict RPF, nft's `fib saddr . iif oif missing drop` idiom);
+ *   with a /32 peer per TAP a guest can use only its own address. On a TAP bound in `tap_bound`, the
+ *   frame must also carry the bound source MAC and guest address (`tap_mac`). ARP is not seen by an
+ *   `ip` table and needs no guard here: the host's entry for each guest is a permanent neighbour
+ *   entry (ARP cannot overwrite it, net/ipv4/arp.c arp_process → neigh_update refuses NUD_PERMANENT
+ *   without NEIGH_UPDATE_F_ADMIN), each TAP is point-to-point to one guest, and an entry a guest
+ *   plants for another address on its own TAP is never used, since the route to that address leads
+ *   through another TAP; a guest can only lie to itself.
  * - guest_forward (filter): replies to and from S pass; DNATed traffic to S passes (published ports,
- *   also guest → published port of another guest); S → allowed destinations passes; S → S, S → blocked
- *   destinations are dropped; S → anything else passes (no interface named, so egress keeps working
- *   when the default route moves); new connections from elsewhere to S are dropped, so a guest is
- *   reachable from outside only through a published port even by a neighbour that routes S via the
- *   host. Policy accept: traffic neither from nor to S is never judged here.
- * - guest_input (filter): S → the host itself only for replies, ICMP echo and `guestToHost` ports;
- *   anything else is rejected (a guest must not reach host services bound to 0.0.0.0).
+ *   also guest → published port of another guest); S → destinations allowed for every guest
+ *   (`allowedDestinations`), for one guest (set `guest_allow`) and S → the DNS resolvers on udp/tcp 53
+ *   pass; S → S and S → blocked destinations are dropped; S → anything else passes (no interface
+ *   named, so egress keeps working when the default route moves); new connections from elsewhere to S
+ *   are dropped, so a guest is reachable from outside only through a published port even by a
+ *   neighbour that routes S via the host. Policy accept: traffic neither from nor to S is never
+ *   judged here.
+ * - guest_input (filter): S → the host itself only for replies, ICMP echo, the `guestToHost` ports,
+ *   DNS to a resolver that is a host address, and one guest's `guest_host` elements; any other new
+ *   TCP connection gets a RST at once and anything else an ICMP port unreachable (a guest must not
+ *   reach host services bound to 0.0.0.0, and must not wait for a timeout to learn it).
  * - guest_postrouting (srcnat): S → outside S is masqueraded, whichever interface it leaves by; so is
- *   a guest's connection to a published port that leads back into S (hairpin): a guest reaching its
- *   own published port would otherwise get a packet from its own address, which it drops as martian.
+ *   a guest's connection to a published port that leads back into S.
+ *
+ * Hairpin (a guest reaching a published port through a host address — the TAP's host address, the
+ * uplink's, or 127.0.0.1 is never one: a guest's 127/8 stays in the guest) works by default, towards
+ * another guest and towards itself: nat_prerouting DNATs it (the address is local), guest_forward
+ * accepts it as DNATed, and guest_postrouting masquerades it to the TAP's host address — without
+ * that a guest reaching its own published port would get a packet from its own address, which it
+ * drops as martian. A port published on one address answers only packets to that address; the other
+ * ports of the host stay refused as above.
  *
  * An `accept` here does not override a `drop` in another table or in iptables (each base chain is
  * judged on its own), so the host's own firewall must let guest traffic through as well.
  *
- * @returns nft command text, one transaction, idempotent: map elements (port mappings) survive it.
- * @throws ValidationError for a bad table name, subnet, destination or host port (nothing rendered).
+ * @returns nft command text, one transaction, idempotent: map and set elements (port mappings,
+ *   per-guest policies) survive it.
+ * @throws ValidationError for a bad table name, subnet, destination, resolver or host port (nothing
+ *   rendered).
  */
 export function renderBootstrap(spec: BootstrapSpec = {}): string {
   const tableName = spec.table ?? DEFAULT_TABLE;
   const t = table(tableName);
   const s = cidrText(parseCidr(spec.subnet ?? DEFAULT_SUBNET, "subnet"));
   const blocked = cidrSet(spec.blockedDestinations ?? DEFAULT_BLOCKED_DESTINATIONS, "blockedDestinations");
-  const allowed = cidrSet(spec.allowedDestinations ?? [], "allowedDestinations");
+  const allowIn = spec.allowedDestinations ?? [];
+  if (!Array.isArray(allowIn)) throw new ValidationError("allowedDestinations", "must be an array");
+  const allowEls = normalizeElements(
+    allowIn.flatMap((e, i) => parseAllowEntry(e, `allowedDestinations[${i}]`)),
+    "allowedDestinations",
+  );
+  const allowed = allowEls.filter((e) => e.protocol === "any").map((e) => e.cidr);
+  const allowedPorts = allowEls.filter((e) => e.protocol !== "any");
+  const dnsIn = spec.dns ?? [];
+  if (!Array.isArray(dnsIn)) throw new ValidationError("dns", "must be an array of IPv4 addresses");
+  const dns = [...new Set(dnsIn.map((d, i) => validateIPv4(d, `dns[${i}]`)))];
   const hostPorts = (spec.guestToHost ?? []).map((p, i) => ({
     protocol: validateProtocol(p?.protocol, `guestToHost[${i}].protocol`),
     port: validatePort(p?.port, `guestToHost[${i}].port`),
@@ -219,16 +280,15 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
     throw new ValidationError("tapGroup", `${String(group)} is not an interface group in 0-4294967295`);
   }
 
+  const perGuest = "ip saddr . ip daddr . meta l4proto . th dport";
+  const dnsMatch =
+    dns.length > 0 ? `ip daddr ${setText(dns)} meta l4proto { tcp, udp } th dport ${DNS_PORT}` : undefined;
   const lines = [
     renderSkeleton(tableName).trimEnd(),
-    // Anti-spoofing for every guest in one rule: a packet from one of our TAPs must come from an
-    // address the kernel routes back through that same TAP (strict reverse-path check, RFC 3704
-    // "strict RPF", as nft's `fib saddr . iif oif missing drop` idiom). With a /32 peer per TAP, a
-    // guest can use only its own address; claimed addresses of other guests or of the outside fail.
-    // The isolation rules below match on source addresses, so they rely on this.
     `add chain ${t} guest_prerouting { type filter hook prerouting priority mangle; policy accept; }`,
     `flush chain ${t} guest_prerouting`,
     `add rule ${t} guest_prerouting meta iifgroup ${group} fib saddr . iif oif missing drop`,
+    `add rule ${t} guest_prerouting meta iifgroup ${group} iif @${POLICY_SETS.bound} iif . ether saddr . ip saddr != @${POLICY_SETS.mac} drop`,
     `add chain ${t} guest_forward { type filter hook forward priority filter; policy accept; }`,
     `add chain ${t} guest_input { type filter hook input priority filter; policy accept; }`,
     `add chain ${t} guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
@@ -238,9 +298,21 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
     `add rule ${t} guest_forward ct status dnat ip daddr ${s} accept`,
   ];
   if (allowed.length > 0) {
-    lines.push(`add rule ${t} guest_forward ip saddr ${s} ip daddr ${setText(allowed)} accept`);
+    lines.push(
+      `add rule ${t} guest_forward ip saddr ${s} ip daddr ${setText(allowed.map(shortCidr))} accept`,
+    );
   }
-  lines.push(`add rule ${t} guest_forward ip saddr ${s} ip daddr ${s} drop`);
+  for (const e of allowedPorts) {
+    const ports = e.ports.start === e.ports.end ? `${e.ports.start}` : `${e.ports.start}-${e.ports.end}`;
+    lines.push(
+      `add rule ${t} guest_forward ip saddr ${s} ip daddr ${shortCidr(e.cidr)} ${e.protocol} dport ${ports} accept`,
+    );
+  }
+  if (dnsMatch) lines.push(`add rule ${t} guest_forward ip saddr ${s} ${dnsMatch} accept`);
+  lines.push(
+    `add rule ${t} guest_forward ip saddr ${s} ${perGuest} @${POLICY_SETS.allow} accept`,
+    `add rule ${t} guest_forward ip saddr ${s} ip daddr ${s} drop`,
+  );
   if (blocked.length > 0) {
     lines.push(`add rule ${t} guest_forward ip saddr ${s} ip daddr ${setText(blocked)} drop`);
   }
@@ -259,13 +331,21 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
       );
     }
   }
+  if (dnsMatch) lines.push(`add rule ${t} guest_input ip saddr ${s} ${dnsMatch} accept`);
   lines.push(
+    `add rule ${t} guest_input ip saddr ${s} ${perGuest} @${POLICY_SETS.host} accept`,
+    `add rule ${t} guest_input ip saddr ${s} meta l4proto tcp reject with tcp reset`,
     `add rule ${t} guest_input ip saddr ${s} reject`,
     `flush chain ${t} guest_postrouting`,
     `add rule ${t} guest_postrouting ip saddr ${s} ip daddr != ${s} masquerade`,
     `add rule ${t} guest_postrouting ip saddr ${s} ct status dnat masquerade`,
   );
   return `${lines.join("\n")}\n`;
+}
+
+/** `a.b.c.d/32` → `a.b.c.d`, as nft prints a single address. */
+function shortCidr(c: string): string {
+  return c.endsWith("/32") ? c.slice(0, -3) : c;
 }
 
 /**

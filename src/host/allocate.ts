@@ -50,6 +50,10 @@ export interface VmRequest {
   gid: number;
   dns: string[];
   wants: PortWant[];
+  /** Destinations this VM may reach beyond the host-wide rules (normalised entry texts). */
+  allow: string[];
+  /** Host services this VM may open. */
+  hostPorts: Array<{ protocol: Protocol; port: number }>;
   /** JSON of the request, stored to recognise a retried attach. */
   json: string;
 }

@@ -52,11 +52,26 @@ import {
   validateIPv4,
 } from "../core/validate.js";
 import {
+  type AllowEntry,
+  buildPolicy,
+  elementToEntry,
+  type GuestPolicySpec,
+  parsePolicies,
+  policyElementKeys,
+  renderListPolicies,
+  renderPolicyAdd,
+  renderPolicyRemove,
+} from "../firewall/guest-policy.js";
+import {
   addMapping,
+  ensureSkeleton,
+  type HostPort,
   listMappings,
   type Mapping,
   type NftApplier,
+  nftErrno,
   removeMapping,
+  renderCreateElement,
   renderRemoveElement,
 } from "../firewall/index.js";
 import { guestBootArg } from "../guest/index.js";
@@ -162,8 +177,18 @@ export interface AttachOptions {
   guestIp?: string;
   /** Ports to publish: spec objects, or text `[hostIp:][hostPort:]guestPort[/proto]`. */
   publish?: ReadonlyArray<PublishSpec | string>;
-  /** Up to two DNS servers, given to the guest in its boot argument. */
+  /**
+   * Up to two DNS servers, given to the guest in its boot argument. The VM may reach them on udp/tcp
+   * 53 even when they sit in a blocked range or on the host (its per-guest policy).
+   */
   dns?: readonly string[];
+  /**
+   * Destinations this VM (only) may reach even inside the blocked ranges:
+   * `<address or CIDR>[:<port>[-<port>]][/<tcp|udp>]`, e.g. `169.254.169.254:80/tcp`. Default none.
+   */
+  allow?: readonly AllowEntry[];
+  /** Services of the host itself this VM (only) may open, on any host address. Default none. */
+  hostPorts?: readonly HostPort[];
 }
 
 /** One published port of an attached VM. */
@@ -221,6 +246,8 @@ export interface ReconcileReport {
   removedMappings: number;
   /** Attaches or detaches another live process is doing, left alone. */
   inProgress: string[];
+  /** Guests whose policy elements (allow-list, resolvers, MAC binding) were rewritten or removed. */
+  fixedPolicies: string[];
   /** Recorded ports this process could not hold (another process holds them). */
   unheldPorts: Array<PublishedPort & { vmId: string }>;
 }
@@ -258,9 +285,23 @@ export function normalizeAttach(vmId: string, o: AttachOptions = {}): VmRequest 
   }
   const dns = dnsIn.map((d, i) => validateIPv4(d, `dns[${i}]`));
   const wants = expandPublish(o.publish ?? []);
-  const req: VmRequest = { vmId, mtu, uid, gid, dns, wants, json: "" };
+  // Validated against a stand-in address (the real one is allocated later); entries in text form.
+  const policy = buildPolicy("192.0.2.1", { allow: o.allow, hostPorts: o.hostPorts });
+  const allow = policy.allow.map(elementToEntry);
+  const hostPorts = policy.host.map((e) => ({ protocol: e.protocol as Protocol, port: e.ports.start }));
+  const req: VmRequest = { vmId, mtu, uid, gid, dns, wants, allow, hostPorts, json: "" };
   if (guestIp !== undefined) req.guestIp = guestIp;
-  req.json = JSON.stringify({ guestIp: guestIp ?? null, mtu, uid, gid, dns, wants });
+  // Policy fields only when given, so the request of a VM attached before they existed still matches.
+  req.json = JSON.stringify({
+    guestIp: guestIp ?? null,
+    mtu,
+    uid,
+    gid,
+    dns,
+    wants,
+    ...(allow.length > 0 ? { allow } : {}),
+    ...(hostPorts.length > 0 ? { hostPorts } : {}),
+  });
   return req;
 }
 
@@ -292,6 +333,25 @@ function toMapping(guestIp: string, p: PortRecord): Mapping {
 function mappingKey(m: Mapping): string {
   const host = m.host.kind === "any" ? "*" : m.host.kind === "address" ? m.host.ip : `%${m.host.name}`;
   return `${m.protocol} ${host} ${m.hostPort} ${m.guestIp} ${m.guestPort}`;
+}
+
+/**
+ * The per-guest policy of a VM: its `allow` and `hostPorts` (from its stored request), its resolvers,
+ * and — when its TAP's index is known — the binding of its MAC to that TAP.
+ */
+function policyOf(rec: VmRecord, tapIndex: number | undefined): GuestPolicySpec {
+  let stored: { allow?: string[]; hostPorts?: HostPort[] } = {};
+  try {
+    stored = JSON.parse(rec.request) as typeof stored;
+  } catch {
+    // A request that is not JSON (never written by us): no allow-list.
+  }
+  return buildPolicy(rec.guestIp, {
+    allow: stored.allow ?? [],
+    hostPorts: stored.hostPorts ?? [],
+    dns: rec.dns,
+    ...(tapIndex !== undefined ? { bind: { tap: tapIndex, mac: rec.guestMac } } : {}),
+  });
 }
 
 /** True when the host reaches the port through 127.0.0.1, which needs route_localnet on the TAP. */
@@ -596,7 +656,7 @@ export class HostNetwork {
         await this.#step("tap", id);
         await neighAdd(this.#nl, { index: tap.index, ip: rec.guestIp, mac: rec.guestMac, permanent: true });
         await this.#step("neighbour", id);
-        await this.#addMappings(rec, rec.ports);
+        await this.#addMappingsAndPolicy(rec, tap.index);
         await this.#flushConntrackForPorts(rec.ports);
         await this.#step("mappings", id);
         this.#state.setState(id, "attached");
@@ -719,6 +779,58 @@ export class HostNetwork {
   }
 
   /**
+   * A fresh VM's map elements and policy elements in one nftables transaction (`create element` for
+   * each mapping, `add element` for the policy), so an attach costs one transaction whatever it
+   * publishes. When that transaction fails (a key in the way, a flushed table), nothing of it was
+   * applied: the mappings are then added one by one ({@link #addMappings} names the owner of a
+   * conflict and clears orphans), and the policy in a transaction of its own.
+   */
+  async #addMappingsAndPolicy(rec: VmRecord, tapIndex: number): Promise<void> {
+    const policy = renderPolicyAdd(this.#table, policyOf(rec, tapIndex));
+    await ensureSkeleton(this.#nft, this.#table);
+    const text =
+      rec.ports.map((p) => renderCreateElement(this.#table, toMapping(rec.guestIp, p))).join("") + policy;
+    try {
+      if (text !== "") await this.#nft.run(text);
+      return;
+    } catch (e) {
+      if (!(e instanceof FirewallError)) throw e;
+    }
+    await this.#addMappings(rec, rec.ports);
+    if (policy !== "") await this.#nft.run(policy);
+  }
+
+  /**
+   * Removes a VM's policy elements (a no-op for those already gone). When the elements in the kernel
+   * are not the recorded ones (changed behind our back, so the add-then-delete of the recorded ones
+   * can clash with them), whatever that guest has is read back and removed instead.
+   */
+  async #removePolicy(rec: VmRecord, tapIndex: number | undefined): Promise<void> {
+    const text = renderPolicyRemove(this.#table, policyOf(rec, tapIndex));
+    if (text === "") return;
+    try {
+      await this.#nft.run(text);
+      return;
+    } catch (e) {
+      if (!(e instanceof FirewallError)) throw e;
+      if (nftErrno(e) === "ENOENT") return; // no table or no set: nothing to remove
+    }
+    const present = await this.#listPolicies();
+    const mine = present.get(rec.guestIp);
+    if (mine) await this.#nft.run(renderPolicyRemove(this.#table, mine));
+  }
+
+  /** Every guest's policy elements in our table (empty when the table or its sets are missing). */
+  async #listPolicies(): Promise<Map<string, GuestPolicySpec>> {
+    try {
+      return parsePolicies(await this.#nft.run(renderListPolicies(this.#table), { json: true }));
+    } catch (e) {
+      if (nftErrno(e) === "ENOENT") return new Map();
+      throw e;
+    }
+  }
+
+  /**
    * Adds the mappings of `ports`. An element in the way that leads into our subnet, to an address no
    * record holds, is an orphan: it is removed and the add retried.
    */
@@ -755,19 +867,31 @@ export class HostNetwork {
    * A batch fails whole when one key leads to another guest (or the table is gone); that batch is
    * then done one mapping at a time, which leaves another guest's element alone.
    */
-  async #removeMappingsBatch(recs: readonly VmRecord[]): Promise<void> {
-    const all = recs.flatMap((r) => r.ports.map((p) => toMapping(r.guestIp, p)));
+  async #removeMappingsBatch(recs: readonly VmRecord[], taps: ReadonlyMap<string, Link>): Promise<void> {
+    // Each VM's policy elements ride in the same transactions (add-then-delete: absent is a no-op).
+    type Item = { text: string; undo: () => Promise<unknown> };
+    const all: Item[] = recs.flatMap((r) => {
+      const items: Item[] = r.ports.map((p) => {
+        const m = toMapping(r.guestIp, p);
+        return {
+          text: renderRemoveElement(this.#table, m),
+          undo: () => removeMapping(this.#nft, this.#table, m),
+        };
+      });
+      const index = taps.get(r.vmId)?.index;
+      const text = renderPolicyRemove(this.#table, policyOf(r, index));
+      if (text !== "") items.push({ text, undo: () => this.#removePolicy(r, index) });
+      return items;
+    });
     for (let i = 0; i < all.length; i += REMOVE_BATCH) {
       const batch = all.slice(i, i + REMOVE_BATCH);
-      if (batch.length > 1) {
-        try {
-          await this.#nft.run(batch.map((m) => renderRemoveElement(this.#table, m)).join(""));
-          continue;
-        } catch (e) {
-          if (!(e instanceof FirewallError)) throw e;
-        }
+      try {
+        await this.#nft.run(batch.map((b) => b.text).join(""));
+        continue;
+      } catch (e) {
+        if (!(e instanceof FirewallError)) throw e;
       }
-      for (const m of batch) await removeMapping(this.#nft, this.#table, m);
+      for (const b of batch) await b.undo();
     }
   }
 
@@ -832,9 +956,10 @@ export class HostNetwork {
   async #undo(rec: VmRecord): Promise<void> {
     await this.#removeMappings(rec);
     const link = await linkGet(this.#nl, rec.tap);
-    if (link && link.kind === "tun" && (link.alias === tapAliasFor(rec.vmId) || link.alias === TAP_ALIAS)) {
-      await this.#deleteLink(link);
-    }
+    const ours =
+      link && link.kind === "tun" && (link.alias === tapAliasFor(rec.vmId) || link.alias === TAP_ALIAS);
+    await this.#removePolicy(rec, ours ? link.index : undefined);
+    if (ours) await this.#deleteLink(link);
     this.#releaseHolds(rec.vmId);
     this.#state.delete(rec.vmId);
   }
@@ -870,12 +995,13 @@ export class HostNetwork {
         return out;
       });
       for (const r of recs) await this.#step("detach:marked", r.vmId);
-      await this.#removeMappingsBatch(recs);
+      const taps = await this.#findTaps(recs);
+      await this.#removeMappingsBatch(recs, taps.mine);
       await this.#flushConntrackForGuests(
         new Set(recs.filter((r) => r.ports.some((p) => p.protocol === "udp")).map((r) => r.guestIp)),
       );
       for (const r of recs) await this.#step("detach:mappings", r.vmId);
-      await this.#deleteTaps(recs);
+      await this.#deleteLinks([...taps.mine.values()], taps.all);
       for (const r of recs) await this.#step("detach:tap", r.vmId);
       for (const r of recs) this.#releaseHolds(r.vmId);
       this.#state.write(() => {
@@ -888,30 +1014,31 @@ export class HostNetwork {
   }
 
   /**
-   * Deletes the TAPs of these records (those that exist and are ours). One TAP: one RTM_DELLINK.
-   * Several: each goes down and into the batch group, then one RTM_DELLINK by group removes them all
-   * — unless something that is not a VM TAP of ours sits in that group, which is then never deleted
-   * (one request per TAP instead).
+   * The TAPs of these records that exist and are ours, by VM id (their indexes name the VMs' MAC
+   * bindings, and they are deleted last). One record: one lookup by name, not a dump of every link
+   * (which grows with the host); several: one dump, also returned as `all` for {@link #deleteLinks}.
+   * Deleting them: one TAP, one RTM_DELLINK; several, each goes down and into the batch group, then
+   * one RTM_DELLINK by group removes them all — unless something that is not a VM TAP of ours sits in
+   * that group, which is then never deleted (one request per TAP instead).
    */
-  async #deleteTaps(recs: readonly VmRecord[]): Promise<void> {
-    const mine = (r: VmRecord, l: Link | undefined): l is Link =>
+  async #findTaps(recs: readonly VmRecord[]): Promise<{ mine: Map<string, Link>; all: Link[] }> {
+    const isMine = (r: VmRecord, l: Link | undefined): l is Link =>
       l !== undefined && l.kind === "tun" && (l.alias === tapAliasFor(r.vmId) || l.alias === TAP_ALIAS);
-    if (recs.length === 0) return;
+    const mine = new Map<string, Link>();
+    if (recs.length === 0) return { mine, all: [] };
     if (recs.length === 1) {
-      // One TAP: look it up by name, not by a dump of every link (which grows with the host).
       const r = recs[0] as VmRecord;
       const l = await linkGet(this.#nl, r.tap);
-      if (mine(r, l)) await this.#deleteLink(l);
-      return;
+      if (isMine(r, l)) mine.set(r.vmId, l);
+      return { mine, all: [] };
     }
-    const links = await linkList(this.#nl);
-    const byName = new Map(links.map((l) => [l.name, l]));
-    const ours: Link[] = [];
+    const all = await linkList(this.#nl);
+    const byName = new Map(all.map((l) => [l.name, l]));
     for (const r of recs) {
       const l = byName.get(r.tap);
-      if (mine(r, l)) ours.push(l);
+      if (isMine(r, l)) mine.set(r.vmId, l);
     }
-    await this.#deleteLinks(ours, links);
+    return { mine, all };
   }
 
   /** Deletes our links, batched through the batch group when there are several (see #deleteTaps). */
@@ -933,6 +1060,44 @@ export class HostNetwork {
     await linkDelGroup(this.#nl, this.#batchGroup);
   }
 
+  /**
+   * Brings policy elements to the records: each attached VM's recorded policy with its MAC bound to
+   * its TAP's current index; nothing for a guest of our subnet that no record explains (a VM detached
+   * by a process that died, a TAP made again with a new index). Guests another process is working on
+   * are left alone. Each guest that differs is rewritten in one transaction.
+   * @returns the guest addresses whose elements were rewritten or removed.
+   */
+  async #reconcilePolicies(
+    recs: readonly VmRecord[],
+    protectedIps: ReadonlySet<string>,
+    tapIndex: ReadonlyMap<string, number>,
+  ): Promise<string[]> {
+    const present = await this.#listPolicies();
+    const wanted = new Map<string, GuestPolicySpec>();
+    for (const r of recs)
+      if (r.state === "attached") wanted.set(r.guestIp, policyOf(r, tapIndex.get(r.vmId)));
+    const names = new Map<string, number>();
+    for (const r of recs) {
+      const i = tapIndex.get(r.vmId);
+      if (i !== undefined) names.set(r.tap, i);
+    }
+    const fixed: string[] = [];
+    for (const ip of new Set([...present.keys(), ...wanted.keys()])) {
+      if (!this.#inSubnet(ip) || protectedIps.has(ip)) continue;
+      const have = present.get(ip);
+      const want = wanted.get(ip);
+      const a = have ? policyElementKeys(have, (n) => names.get(n)) : new Set<string>();
+      const b = want ? policyElementKeys(want) : new Set<string>();
+      if (a.size === b.size && [...a].every((k) => b.has(k))) continue;
+      const text =
+        (have ? renderPolicyRemove(this.#table, have) : "") +
+        (want ? renderPolicyAdd(this.#table, want) : "");
+      if (text !== "") await this.#nft.run(text);
+      fixed.push(ip);
+    }
+    return fixed;
+  }
+
   /** True when the TAP was listed, or was made again during this reconcile. */
   #tapExists(name: string, listed: ReadonlyMap<string, Link>): boolean {
     return listed.has(name) || this.#recreated.has(name);
@@ -948,6 +1113,7 @@ export class HostNetwork {
       addedMappings: 0,
       removedMappings: 0,
       inProgress: [],
+      fixedPolicies: [],
       unheldPorts: [],
     };
     // Half-done work of dead processes first.
@@ -985,6 +1151,7 @@ export class HostNetwork {
 
     // Attached VMs: TAP and neighbour entry.
     const linkByName = new Map(links.map((l) => [l.name, l]));
+    const tapIndex = new Map<string, number>();
     for (const r of recs) {
       if (r.state !== "attached") continue;
       let link = linkByName.get(r.tap);
@@ -996,6 +1163,7 @@ export class HostNetwork {
         link = { index: made.index } as Link;
         report.recreatedTaps.push(r.vmId);
       }
+      tapIndex.set(r.vmId, link.index);
       try {
         await neighAdd(this.#nl, { index: link.index, ip: r.guestIp, mac: r.guestMac, permanent: true });
       } catch (e) {
@@ -1018,6 +1186,8 @@ export class HostNetwork {
       if (present.has(key)) continue;
       report.addedMappings += await this.#addMappings(w.rec, [w.port]);
     }
+
+    report.fixedPolicies = await this.#reconcilePolicies(recs, protectedIps, tapIndex);
 
     // route_localnet on TAPs whose mappings cover 127.0.0.1 (teardown clears it on every TAP of ours;
     // the mappings above brought our table, and its guard against 127/8 from outside, back).

@@ -2,6 +2,18 @@ import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { FirewallError, ValidationError } from "../../src/core/errors.js";
 import {
+  ALL_PORTS,
+  buildPolicy,
+  elementToEntry,
+  normalizeElements,
+  parseAllowEntry,
+  parsePolicies,
+  policyElementKeys,
+  renderListPolicies,
+  renderPolicyAdd,
+  renderPolicyRemove,
+} from "../../src/firewall/guest-policy.js";
+import {
   type Mapping,
   nftErrno,
   parseElementValue,
@@ -23,6 +35,10 @@ const SKELETON = `add table ip microvm_net
 add map ip microvm_net pm_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
 add map ip microvm_net pm_addr { type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service; }
 add map ip microvm_net pm_iif { type inet_proto . ifname . inet_service : ipv4_addr . inet_service; }
+add set ip microvm_net guest_allow { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; }
+add set ip microvm_net guest_host { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; }
+add set ip microvm_net tap_bound { type iface_index; }
+add set ip microvm_net tap_mac { type iface_index . ether_addr . ipv4_addr; }
 add chain ip microvm_net nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }
 add chain ip microvm_net nat_output { type nat hook output priority -100; policy accept; }
 add chain ip microvm_net nat_postrouting { type nat hook postrouting priority srcnat; policy accept; }
@@ -43,6 +59,7 @@ add rule ip microvm_net raw_prerouting iifname != "lo" ip daddr 127.0.0.0/8 drop
 const BOOTSTRAP_PART = `add chain ip microvm_net guest_prerouting { type filter hook prerouting priority mangle; policy accept; }
 flush chain ip microvm_net guest_prerouting
 add rule ip microvm_net guest_prerouting meta iifgroup 28022 fib saddr . iif oif missing drop
+add rule ip microvm_net guest_prerouting meta iifgroup 28022 iif @tap_bound iif . ether saddr . ip saddr != @tap_mac drop
 add chain ip microvm_net guest_forward { type filter hook forward priority filter; policy accept; }
 add chain ip microvm_net guest_input { type filter hook input priority filter; policy accept; }
 add chain ip microvm_net guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
@@ -50,13 +67,16 @@ flush chain ip microvm_net guest_forward
 add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 ct state established,related accept
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ct state established,related accept
 add rule ip microvm_net guest_forward ct status dnat ip daddr 10.200.0.0/16 accept
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr 10.200.0.0/16 drop
-add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 } drop
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, 127.0.0.0/8 } drop
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 accept
 add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 drop
 flush chain ip microvm_net guest_input
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ct state established,related accept
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 icmp type echo-request accept
+add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
+add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 meta l4proto tcp reject with tcp reset
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 reject
 flush chain ip microvm_net guest_postrouting
 add rule ip microvm_net guest_postrouting ip saddr 10.200.0.0/16 ip daddr != 10.200.0.0/16 masquerade
@@ -97,13 +117,19 @@ describe("renderSkeleton / renderBootstrap / renderTeardown", () => {
     expect(renderBootstrap({ subnet: "10.200.7.1/16" })).toBe(SKELETON + BOOTSTRAP_PART);
   });
 
-  it("renders a custom subnet, allowed destinations, host ports, and folds nested CIDRs", () => {
+  it("renders a custom subnet, allowed destinations, resolvers, host ports, and folds nested CIDRs", () => {
     const text = renderBootstrap({
       table: "t2",
       tapGroup: 77,
       subnet: "172.31.0.0/20",
       blockedDestinations: ["10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/16", "10.0.0.0/8"],
-      allowedDestinations: ["192.168.1.53/32"],
+      allowedDestinations: [
+        "192.168.1.53/32",
+        "169.254.169.254:80/tcp",
+        "10.9.0.0/16:8000-8010/udp",
+        "192.168.1.53:53", // inside the first entry: dropped
+      ],
+      dns: ["172.31.0.1", "10.0.0.2", "172.31.0.1"],
       guestToHost: [
         { protocol: "udp", port: 53 },
         { protocol: "tcp", port: 53 },
@@ -117,6 +143,7 @@ describe("renderSkeleton / renderBootstrap / renderTeardown", () => {
     ).toBe(`add chain ip t2 guest_prerouting { type filter hook prerouting priority mangle; policy accept; }
 flush chain ip t2 guest_prerouting
 add rule ip t2 guest_prerouting meta iifgroup 77 fib saddr . iif oif missing drop
+add rule ip t2 guest_prerouting meta iifgroup 77 iif @tap_bound iif . ether saddr . ip saddr != @tap_mac drop
 add chain ip t2 guest_forward { type filter hook forward priority filter; policy accept; }
 add chain ip t2 guest_input { type filter hook input priority filter; policy accept; }
 add chain ip t2 guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
@@ -125,6 +152,10 @@ add rule ip t2 guest_forward ip daddr 172.31.0.0/20 ct state established,related
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ct state established,related accept
 add rule ip t2 guest_forward ct status dnat ip daddr 172.31.0.0/20 accept
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 192.168.1.53 } accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 169.254.169.254 tcp dport 80 accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 10.9.0.0/16 udp dport 8000-8010 accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 172.31.0.0/20 drop
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 10.0.0.0/8, 192.168.0.0/16 } drop
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 accept
@@ -134,6 +165,9 @@ add rule ip t2 guest_input ip saddr 172.31.0.0/20 ct state established,related a
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 icmp type echo-request accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 tcp dport { 53 } accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 udp dport { 53, 123 } accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 meta l4proto tcp reject with tcp reset
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 reject
 flush chain ip t2 guest_postrouting
 add rule ip t2 guest_postrouting ip saddr 172.31.0.0/20 ip daddr != 172.31.0.0/20 masquerade
@@ -366,5 +400,158 @@ describe.skipIf(!checkable)("rendered text parses (nft -c in a throw-away namesp
   it("rejects text that does not parse (the check can fail)", () => {
     const r = nftCheck(`${renderSkeleton()}add rule ip microvm_net nat_output dnat ip to @nowhere\n`);
     expect(r?.ok).toBe(false);
+  });
+});
+
+describe("per-guest policy (guest-policy.ts)", () => {
+  it("parses allow entries: address, CIDR, port, range, protocol, object form", () => {
+    expect(parseAllowEntry("169.254.169.254")).toEqual([
+      { cidr: "169.254.169.254/32", protocol: "any", ports: ALL_PORTS },
+    ]);
+    expect(parseAllowEntry("169.254.169.254:80/tcp")).toEqual([
+      { cidr: "169.254.169.254/32", protocol: "tcp", ports: { start: 80, end: 80 } },
+    ]);
+    expect(parseAllowEntry("10.1.2.3/8:53")).toEqual([
+      { cidr: "10.0.0.0/8", protocol: "tcp", ports: { start: 53, end: 53 } },
+      { cidr: "10.0.0.0/8", protocol: "udp", ports: { start: 53, end: 53 } },
+    ]);
+    expect(parseAllowEntry("192.0.2.0/24/UDP")).toEqual([
+      { cidr: "192.0.2.0/24", protocol: "udp", ports: ALL_PORTS },
+    ]);
+    expect(parseAllowEntry({ cidr: "192.0.2.9", protocol: "tcp", port: { start: 8000, end: 8010 } })).toEqual(
+      [{ cidr: "192.0.2.9/32", protocol: "tcp", ports: { start: 8000, end: 8010 } }],
+    );
+    for (const e of parseAllowEntry("10.0.0.0/8:8000-8010/tcp"))
+      expect(parseAllowEntry(elementToEntry(e))).toEqual([e]);
+  });
+
+  it.each([
+    "",
+    "10.0.0.0/33",
+    "10.0.0.300",
+    "10.0.0.1:0",
+    "10.0.0.1:70000/tcp",
+    "10.0.0.1:90-80/tcp",
+    "10.0.0.1/icmp",
+    "10.0.0.1 ; flush ruleset",
+    "10.0.0.1}",
+  ])("refuses allow entry %j with a ValidationError", (bad) => {
+    expect(() => parseAllowEntry(bad, "allow[0]")).toThrow(ValidationError);
+  });
+
+  it("drops covered entries and refuses partial overlaps", () => {
+    const els = ["10.0.0.0/8", "10.1.0.0/16:80/tcp", "10.0.0.0/8", "192.0.2.1:53/udp"].flatMap((e) =>
+      parseAllowEntry(e),
+    );
+    expect(normalizeElements(els).map(elementToEntry)).toEqual(["10.0.0.0/8", "192.0.2.1:53/udp"]);
+    const partial = ["10.0.0.0/8:80-90/tcp", "10.0.0.0/16:85-95/tcp"].flatMap((e) => parseAllowEntry(e));
+    expect(() => normalizeElements(partial)).toThrow(/overlap/);
+    // Same ports, other protocol: disjoint.
+    const apart = ["10.0.0.0/8:53/tcp", "10.0.0.0/8:53/udp"].flatMap((e) => parseAllowEntry(e));
+    expect(normalizeElements(apart)).toHaveLength(2);
+  });
+
+  it("builds a guest's policy: resolvers in both sets, host ports on any host address, MAC binding", () => {
+    const p = buildPolicy("10.200.0.2", {
+      allow: ["169.254.169.254:80/tcp"],
+      hostPorts: [{ protocol: "tcp", port: 22 }],
+      dns: ["10.200.0.1"],
+      bind: { tap: 7, mac: "06:00:0A:C8:00:02" },
+    });
+    expect(renderPolicyAdd("microvm_net", p)).toBe(
+      "add element ip microvm_net guest_allow { 10.200.0.2 . 169.254.169.254/32 . tcp . 80, 10.200.0.2 . 10.200.0.1/32 . tcp . 53, 10.200.0.2 . 10.200.0.1/32 . udp . 53 }\n" +
+        "add element ip microvm_net guest_host { 10.200.0.2 . 0.0.0.0/0 . tcp . 22, 10.200.0.2 . 10.200.0.1/32 . tcp . 53, 10.200.0.2 . 10.200.0.1/32 . udp . 53 }\n" +
+        "add element ip microvm_net tap_bound { 7 }\n" +
+        "add element ip microvm_net tap_mac { 7 . 06:00:0a:c8:00:02 . 10.200.0.2 }\n",
+    );
+    expect(
+      renderPolicyRemove("microvm_net", {
+        guestIp: "10.200.0.3",
+        allow: [],
+        host: [],
+        bind: { tap: 9, mac: "06:00:0a:c8:00:03" },
+      }),
+    ).toBe(
+      "add element ip microvm_net tap_bound { 9 }\ndelete element ip microvm_net tap_bound { 9 }\n" +
+        "add element ip microvm_net tap_mac { 9 . 06:00:0a:c8:00:03 . 10.200.0.3 }\n" +
+        "delete element ip microvm_net tap_mac { 9 . 06:00:0a:c8:00:03 . 10.200.0.3 }\n",
+    );
+    expect(renderPolicyAdd("microvm_net", buildPolicy("10.200.0.4"))).toBe("");
+    expect(renderListPolicies("microvm_net")).toBe(
+      "list set ip microvm_net guest_allow\nlist set ip microvm_net guest_host\nlist set ip microvm_net tap_bound\nlist set ip microvm_net tap_mac\n",
+    );
+  });
+
+  it.each([
+    [{ dns: ["8.8.8"] }, "dns[0]"],
+    [{ allow: "10.0.0.0/8" }, "allow"],
+    [{ hostPorts: [{ protocol: "icmp", port: 1 }] }, "hostPorts[0].protocol"],
+    [{ hostPorts: [{ protocol: "tcp", port: 0 }] }, "hostPorts[0].port"],
+    [{ bind: { tap: 0, mac: "06:00:00:00:00:01" } }, "tap"],
+    [{ bind: { tap: 'x" ; flush ruleset', mac: "06:00:00:00:00:01" } }, "tap"],
+    [{ bind: { tap: 3, mac: "01:00:5e:00:00:01" } }, "mac"],
+    [{ bind: { tap: 3, mac: "06:00:00:00:00:01 } ; flush ruleset" } }, "mac"],
+  ])("buildPolicy refuses %j naming %s", (input, field) => {
+    const err = (() => {
+      try {
+        buildPolicy("10.200.0.2", input as never);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).field).toBe(field);
+  });
+
+  it("reads policies back from nft's JSON, stale bindings included", () => {
+    const json = JSON.stringify({
+      nftables: [
+        { metainfo: { json_schema_version: 1 } },
+        {
+          set: {
+            name: "guest_allow",
+            elem: [
+              {
+                concat: [
+                  "10.200.0.2",
+                  { prefix: { addr: "10.0.0.0", len: 8 } },
+                  { range: [0, 255] },
+                  { range: [0, 65535] },
+                ],
+              },
+              { concat: ["10.200.0.2", "169.254.169.254", "tcp", 80] },
+              { concat: ["10.200.0.3", "192.0.2.1", "udp", { range: [53, 54] }] },
+            ],
+          },
+        },
+        {
+          set: {
+            name: "guest_host",
+            elem: [{ concat: ["10.200.0.2", { prefix: { addr: "0.0.0.0", len: 0 } }, "tcp", 22] }],
+          },
+        },
+        { set: { name: "tap_bound", elem: ["fc-tap0", 12] } },
+        {
+          set: {
+            name: "tap_mac",
+            elem: [
+              { concat: ["fc-tap0", "06:00:0a:c8:00:02", "10.200.0.2"] },
+              { concat: [12, "06:00:0a:c8:00:02", "10.200.0.2"] },
+            ],
+          },
+        },
+      ],
+    });
+    const all = parsePolicies(json);
+    const a = all.get("10.200.0.2");
+    expect(a?.allow.map(elementToEntry)).toEqual(["10.0.0.0/8", "169.254.169.254:80/tcp"]);
+    expect(a?.host.map(elementToEntry)).toEqual(["0.0.0.0/0:22/tcp"]);
+    expect(a?.bind).toEqual({ tap: "fc-tap0", mac: "06:00:0a:c8:00:02" });
+    expect(a?.extraBinds).toEqual([{ tap: 12, mac: "06:00:0a:c8:00:02" }]);
+    expect(all.get("10.200.0.3")?.allow.map(elementToEntry)).toEqual(["192.0.2.1:53-54/udp"]);
+    // With the name resolved, the listed policy compares equal to a wanted one element by element.
+    const keys = policyElementKeys(a as NonNullable<typeof a>, (n) => (n === "fc-tap0" ? 5 : undefined));
+    expect(keys).toContain("tap_mac: 5 . 06:00:0a:c8:00:02 . 10.200.0.2");
+    expect(keys).toContain("tap_mac: 12 . 06:00:0a:c8:00:02 . 10.200.0.2");
   });
 });

@@ -1,0 +1,156 @@
+/**
+ * Per-guest firewall policy: what one guest may reach beyond the host-wide rules of bootstrap
+ * (destinations, host services, its resolvers), and which source MAC its TAP accepts. Each guest's
+ * policy is a few elements of our table's sets (firewall/guest-policy.ts), so a change costs the
+ * same whatever the number of guests, and replacing a policy is one atomic transaction.
+ */
+import { ValidationError } from "../core/errors.js";
+import { validateIfName, validateIPv4 } from "../core/validate.js";
+import {
+  type AllowEntry,
+  buildPolicy,
+  elementToEntry,
+  type GuestPolicySpec,
+  isEmptyPolicy,
+  parsePolicies,
+  renderListPolicies,
+  renderPolicyAdd,
+  renderPolicyRemove,
+} from "../firewall/guest-policy.js";
+import { ensureSkeleton, type HostPort, type NftApplier, nftErrno } from "../firewall/index.js";
+import { linkGet } from "../kernel/netlink/index.js";
+import { context, type NetworkOptions } from "./context.js";
+
+export type { AllowEntry } from "../firewall/guest-policy.js";
+
+/** What one guest may do beyond the host-wide rules. Every field is optional. */
+export interface GuestPolicy {
+  /**
+   * Destinations the guest may reach through the host, even inside the blocked ranges:
+   * `<address or CIDR>[:<port>[-<port>]][/<tcp|udp>]`, e.g. `169.254.169.254:80/tcp`,
+   * `10.0.0.0/8`, `192.168.1.10:5432/tcp` (a port without a protocol: tcp and udp).
+   */
+  allow?: readonly AllowEntry[];
+  /** Services of the host itself the guest may open, on any host address. */
+  hostPorts?: readonly HostPort[];
+  /** The guest's resolvers: udp/tcp 53 to each is allowed, through the host or on the host. */
+  dns?: readonly string[];
+  /** Source MAC the guest's TAP accepts (both `mac` and `tap`, or neither). */
+  mac?: string;
+  /** The guest's TAP (name); it must exist. */
+  tap?: string;
+}
+
+/** A guest's policy as read back from the kernel. */
+export interface GuestPolicyState {
+  guestIp: string;
+  /** Destination entries (resolvers included, as `<ip>:53/tcp` and `<ip>:53/udp`). */
+  allow: string[];
+  /** Host-side entries: `0.0.0.0/0:<port>/<proto>` for a host port on any address. */
+  hostAccess: string[];
+  /** The bound MAC and TAP (a name, or an index when the TAP is gone). */
+  mac?: string;
+  tap?: string | number;
+}
+
+async function resolveBinding(
+  policy: GuestPolicy,
+  options: NetworkOptions,
+): Promise<{ tap: number; mac: string } | undefined> {
+  if ((policy.mac === undefined) !== (policy.tap === undefined)) {
+    throw new ValidationError(policy.mac === undefined ? "mac" : "tap", "give both mac and tap, or neither");
+  }
+  if (policy.tap === undefined) return undefined;
+  const name = validateIfName(policy.tap, "tap");
+  const link = await linkGet(context(options).netlink, name);
+  if (!link) throw new ValidationError("tap", `no interface named ${name}`, "ERR_NOT_FOUND");
+  return { tap: link.index, mac: policy.mac as string };
+}
+
+async function readPolicy(
+  nft: NftApplier,
+  table: string,
+  guestIp: string,
+): Promise<GuestPolicySpec | undefined> {
+  let json: string;
+  try {
+    json = await nft.run(renderListPolicies(table), { json: true });
+  } catch (e) {
+    if (nftErrno(e) === "ENOENT") return undefined; // no table (or an old one without the sets)
+    throw e;
+  }
+  return parsePolicies(json).get(guestIp);
+}
+
+/**
+ * Sets (or replaces) the policy of guest `guestIp`: the old elements go and the new ones come in one
+ * nftables transaction, so no packet ever sees a mix or a gap. Works with or without bootstrap (the
+ * rules that read the sets come with bootstrap). An empty policy is the same as
+ * {@link clearGuestPolicy}.
+ * @throws ValidationError for a bad address, entry, port, resolver, MAC, or a TAP that does not
+ *   exist (nothing touched); FirewallError when nftables refuses (nothing changed).
+ */
+export async function setGuestPolicy(
+  guestIp: string,
+  policy: GuestPolicy,
+  options: NetworkOptions = {},
+): Promise<void> {
+  const ip = validateIPv4(guestIp, "guestIp");
+  if (typeof policy !== "object" || policy === null) throw new ValidationError("policy", "must be an object");
+  const ctx = context(options);
+  // Validate everything before the first kernel call (the TAP lookup is read-only).
+  buildPolicy(ip, { allow: policy.allow, hostPorts: policy.hostPorts, dns: policy.dns });
+  if (policy.mac !== undefined) buildPolicy(ip, { bind: { tap: 1, mac: policy.mac } });
+  const bind = await resolveBinding(policy, options);
+  const spec = buildPolicy(ip, {
+    allow: policy.allow,
+    hostPorts: policy.hostPorts,
+    dns: policy.dns,
+    ...(bind ? { bind } : {}),
+  });
+  const nft = await ctx.nft();
+  await ensureSkeleton(nft, ctx.table);
+  const old = await readPolicy(nft, ctx.table, ip);
+  const text = (old ? renderPolicyRemove(ctx.table, old) : "") + renderPolicyAdd(ctx.table, spec);
+  if (text !== "") await nft.run(text);
+}
+
+/**
+ * Removes every element of guest `guestIp`'s policy (one transaction).
+ * @returns true when there was something to remove.
+ * @throws ValidationError for a bad address; FirewallError.
+ */
+export async function clearGuestPolicy(guestIp: string, options: NetworkOptions = {}): Promise<boolean> {
+  const ip = validateIPv4(guestIp, "guestIp");
+  const ctx = context(options);
+  const nft = await ctx.nft();
+  const old = await readPolicy(nft, ctx.table, ip);
+  if (!old || isEmptyPolicy(old)) return false;
+  await nft.run(renderPolicyRemove(ctx.table, old));
+  return true;
+}
+
+/**
+ * Reads guest `guestIp`'s policy back from the kernel.
+ * @returns undefined when the guest has no element (or there is no table).
+ * @throws ValidationError for a bad address; FirewallError.
+ */
+export async function getGuestPolicy(
+  guestIp: string,
+  options: NetworkOptions = {},
+): Promise<GuestPolicyState | undefined> {
+  const ip = validateIPv4(guestIp, "guestIp");
+  const ctx = context(options);
+  const p = await readPolicy(await ctx.nft(), ctx.table, ip);
+  if (!p || isEmptyPolicy(p)) return undefined;
+  const out: GuestPolicyState = {
+    guestIp: ip,
+    allow: p.allow.map(elementToEntry),
+    hostAccess: p.host.map(elementToEntry),
+  };
+  if (p.bind) {
+    out.mac = p.bind.mac;
+    out.tap = p.bind.tap;
+  }
+  return out;
+}
