@@ -201,6 +201,27 @@ kernelDescribe("coexistence with other firewalls at the forward hook", () => {
     );
   });
 
+  it("iptables-nft without Docker: FORWARD policy DROP and a drop rule, integrated at the top of FORWARD", async () => {
+    await scenario(
+      () => {
+        sh("iptables-nft", ["-P", "FORWARD", "DROP"]);
+        sh("iptables-nft", ["-A", "FORWARD", "-i", "lan0", "-j", "DROP"]);
+      },
+      () => sh("nft", ["delete", "table", "ip", "filter"]),
+      { kind: "iptables-nft", family: "ip", table: "filter", chain: "FORWARD", target: "FORWARD" },
+      nftSnapshot,
+      () => {
+        const rules = sh("iptables-nft", ["-S", "FORWARD"]).split("\n");
+        // Ours first, the host's own drop rule after them, untouched.
+        expect(rules.slice(1, 4)).toEqual([
+          "-A FORWARD -m devgroup --src-group 0x6d76 -m comment --comment microvm-net -j ACCEPT",
+          "-A FORWARD -m devgroup --dst-group 0x6d76 -m comment --comment microvm-net -j ACCEPT",
+          "-A FORWARD -i lan0 -j DROP",
+        ]);
+      },
+    );
+  });
+
   it("native nftables: table inet fw, forward chain policy drop", async () => {
     await scenario(
       () =>
@@ -232,6 +253,38 @@ kernelDescribe("coexistence with other firewalls at the forward hook", () => {
         );
       },
     );
+  });
+
+  it("all three at once: one integration call, one removal, each ruleset back exactly", async () => {
+    sh("iptables-nft", ["-P", "FORWARD", "DROP"]);
+    sh(
+      "nft",
+      ["-f", "-"],
+      "table inet fw {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n }\n}\n",
+    );
+    sh("iptables-legacy", ["-P", "FORWARD", "DROP"]);
+    try {
+      const before = `${legacySnapshot()}\n${nftSnapshot()}`;
+      expect((await findForeignBlocks(nft, SCOPE)).map((b) => [b.kind, b.integrated])).toEqual([
+        ["nftables", false],
+        ["iptables-nft", false],
+        ["iptables-legacy", false],
+      ]);
+      expect(await guestOut()).toBe(false);
+      const result = await integrateHostFirewall();
+      expect(result.inserted.map((e) => e.kind)).toEqual(["nftables", "iptables-nft", "iptables-legacy"]);
+      expect(result.remaining).toEqual([]);
+      expect(await guestOut()).toBe(true);
+      expect(await guestIn()).toBe(true);
+      expect(await lanOut()).toBe(false);
+      await removeHostFirewallIntegration();
+      expect(`${legacySnapshot()}\n${nftSnapshot()}`).toBe(before);
+      expect(await guestOut()).toBe(false);
+    } finally {
+      sh("nft", ["delete", "table", "ip", "filter"]);
+      sh("nft", ["delete", "table", "inet", "fw"]);
+      sh("iptables-legacy", ["-P", "FORWARD", "ACCEPT"]);
+    }
   });
 });
 
