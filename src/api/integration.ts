@@ -2,8 +2,10 @@
  * Opt-in integration with the host's other firewalls (Docker's iptables FORWARD policy DROP, another
  * nftables table dropping at the forward hook, legacy iptables), and its exact undo.
  */
+import { ValidationError } from "../core/errors.js";
 import { type ForeignBlock, findForeignBlocks } from "../firewall/foreign.js";
 import { integrateBlock, removeIntegrationEntry } from "../firewall/integrate.js";
+import { validateTableName } from "../firewall/ruleset.js";
 import {
   type IntegrationEntry,
   readIntegrationState,
@@ -31,10 +33,15 @@ export interface IntegrationResult {
  * recorded (store/integration-state.ts, per network namespace under `stateDir`) right after it
  * succeeds, so {@link removeHostFirewallIntegration} removes exactly it, from any process.
  * Spawns `iptables-nft` / `iptables-legacy` for chains those tools manage (see firewall/iptables.ts).
- * @throws FirewallError / UnsupportedError (a missing iptables tool), after deleting what this call
- *   inserted.
+ * @throws ValidationError for a bad `table` or `group` (nothing touched); FirewallError /
+ *   UnsupportedError (a missing iptables tool), after deleting what this call inserted.
  */
 export async function integrateHostFirewall(options: NetworkOptions = {}): Promise<IntegrationResult> {
+  if (options.table !== undefined) validateTableName(options.table);
+  const g = options.group;
+  if (g !== undefined && (!Number.isInteger(g) || g < 0 || g > 0xffffffff)) {
+    throw new ValidationError("group", `${String(g)} is not an interface group in 0-4294967295`);
+  }
   const ctx = context(options);
   const nft = await ctx.nft();
   const scope = { table: ctx.table, tapGroup: ctx.group };

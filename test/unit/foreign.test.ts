@@ -1,6 +1,8 @@
 // The pure readers behind findForeignBlocks: the chain walk, the iptables-save parser, the nft JSON
 // rule reduction and the xt text matching.
 import { describe, expect, it } from "vitest";
+import { integrateHostFirewall } from "../../src/api/integration.js";
+import { ValidationError } from "../../src/core/errors.js";
 import { blockReason, type ModelChain, passesBothWays, walkChain } from "../../src/firewall/chain-model.js";
 import { markXtOurs, nftRuleModel, textRuleLines } from "../../src/firewall/foreign.js";
 import { ourIptablesRules, parseIptablesSave, splitSaveLine } from "../../src/firewall/iptables.js";
@@ -155,5 +157,14 @@ describe("nft JSON rules", () => {
     const short = json.map((r) => nftRuleModel(r, G));
     markXtOurs(json, short, (text.get("DOCKER-USER") ?? []).slice(1), G);
     expect(short.map((r) => r.ours)).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe("integrateHostFirewall input", () => {
+  it("refuses a bad group or table with a ValidationError before touching anything", async () => {
+    for (const group of [-1, 1.5, 2 ** 32, Number.NaN, "28022" as unknown as number]) {
+      await expect(integrateHostFirewall({ group })).rejects.toBeInstanceOf(ValidationError);
+    }
+    await expect(integrateHostFirewall({ table: "a-b" })).rejects.toMatchObject({ field: "table" });
   });
 });
