@@ -67,19 +67,28 @@ async function resolveBinding(
   return { tap: link.index, mac: policy.mac as string };
 }
 
+/**
+ * The JSON listing of each policy set (a set that is missing — no table, or a table made before the
+ * sets existed — lists as nothing).
+ */
+export async function listPolicySets(nft: NftApplier, table: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const cmd of renderListPolicies(table)) {
+    try {
+      out.push(await nft.run(cmd, { json: true }));
+    } catch (e) {
+      if (nftErrno(e) !== "ENOENT") throw e;
+    }
+  }
+  return out;
+}
+
 async function readPolicy(
   nft: NftApplier,
   table: string,
   guestIp: string,
 ): Promise<GuestPolicySpec | undefined> {
-  let json: string;
-  try {
-    json = await nft.run(renderListPolicies(table), { json: true });
-  } catch (e) {
-    if (nftErrno(e) === "ENOENT") return undefined; // no table (or an old one without the sets)
-    throw e;
-  }
-  return parsePolicies(json).get(guestIp);
+  return parsePolicies(await listPolicySets(nft, table)).get(guestIp);
 }
 
 /**

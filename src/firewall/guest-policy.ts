@@ -263,12 +263,14 @@ function elemText(guestIp: string, e: PolicyElement): string {
   return `${guestIp} . ${e.cidr} . ${proto} . ${ports}`;
 }
 
-/** `list set` for the four sets, one run (JSON output): what {@link parsePolicies} reads. */
-export function renderListPolicies(tableName: string): string {
+/**
+ * `list set` for each of the four sets, one command per run (JSON output): nft 1.0.6 fails a buffer
+ * holding more than one `list` command with ENOENT. What {@link parsePolicies} reads.
+ * @throws ValidationError for a bad table name.
+ */
+export function renderListPolicies(tableName: string): string[] {
   const t = `ip ${validateTableName(tableName)}`;
-  return Object.values(POLICY_SETS)
-    .map((s) => `list set ${t} ${s}\n`)
-    .join("");
+  return Object.values(POLICY_SETS).map((s) => `list set ${t} ${s}\n`);
 }
 
 function tapText(tap: number | string): string {
@@ -369,9 +371,11 @@ function jsonProto(v: Json): PolicyElement["protocol"] | undefined {
  * address. The binding comes from `tap_mac` (its `tap_bound` element has the same interface);
  * elements that do not parse as ours are skipped.
  */
-export function parsePolicies(json: string): Map<string, GuestPolicySpec> {
-  const doc = rec(JSON.parse(json));
-  const items = Array.isArray(doc?.nftables) ? doc.nftables : [];
+export function parsePolicies(json: string | readonly string[]): Map<string, GuestPolicySpec> {
+  const items = (typeof json === "string" ? [json] : json).flatMap((j) => {
+    const doc = rec(JSON.parse(j));
+    return Array.isArray(doc?.nftables) ? doc.nftables : [];
+  });
   const out = new Map<string, GuestPolicySpec>();
   const get = (ip: string): GuestPolicySpec => {
     let p = out.get(ip);

@@ -34,6 +34,7 @@
  */
 import { constants as osConstants } from "node:os";
 import { context, DEFAULT_TAP_GROUP, SUBNET, TAP_ALIAS } from "../api/context.js";
+import { listPolicySets } from "../api/guest-policy.js";
 import { createPointToPointTap } from "../api/tap.js";
 import {
   AlreadyExistsError,
@@ -58,7 +59,6 @@ import {
   type GuestPolicySpec,
   parsePolicies,
   policyElementKeys,
-  renderListPolicies,
   renderPolicyAdd,
   renderPolicyRemove,
 } from "../firewall/guest-policy.js";
@@ -822,12 +822,7 @@ export class HostNetwork {
 
   /** Every guest's policy elements in our table (empty when the table or its sets are missing). */
   async #listPolicies(): Promise<Map<string, GuestPolicySpec>> {
-    try {
-      return parsePolicies(await this.#nft.run(renderListPolicies(this.#table), { json: true }));
-    } catch (e) {
-      if (nftErrno(e) === "ENOENT") return new Map();
-      throw e;
-    }
+    return parsePolicies(await listPolicySets(this.#nft, this.#table));
   }
 
   /**

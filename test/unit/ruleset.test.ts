@@ -477,9 +477,12 @@ describe("per-guest policy (guest-policy.ts)", () => {
         "delete element ip microvm_net tap_mac { 9 . 06:00:0a:c8:00:03 . 10.200.0.3 }\n",
     );
     expect(renderPolicyAdd("microvm_net", buildPolicy("10.200.0.4"))).toBe("");
-    expect(renderListPolicies("microvm_net")).toBe(
-      "list set ip microvm_net guest_allow\nlist set ip microvm_net guest_host\nlist set ip microvm_net tap_bound\nlist set ip microvm_net tap_mac\n",
-    );
+    expect(renderListPolicies("microvm_net")).toEqual([
+      "list set ip microvm_net guest_allow\n",
+      "list set ip microvm_net guest_host\n",
+      "list set ip microvm_net tap_bound\n",
+      "list set ip microvm_net tap_mac\n",
+    ]);
   });
 
   it.each([
