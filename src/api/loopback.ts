@@ -28,24 +28,51 @@ export function hasLoopbackMapping(ctx: Context, guestIp: string): boolean {
   return existsSync(join(dir(ctx), guestIp));
 }
 
+/** Record directories known to exist, so that a mapping does not pay a mkdir each time. */
+const madeDirs = new Set<string>();
+
+function writeRecord(d: string, path: string): void {
+  if (!madeDirs.has(d)) {
+    mkdirSync(d, { recursive: true, mode: 0o755 });
+    madeDirs.add(d);
+  }
+  try {
+    writeFileSync(path, "");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    // Another process's teardown removed the directory since: make it again.
+    mkdirSync(d, { recursive: true, mode: 0o755 });
+    writeFileSync(path, "");
+  }
+}
+
 /**
  * Records that `guestIp` has a mapping covering 127.0.0.1 and sets route_localnet on its TAP, when
  * the kernel routes the guest through one of ours (none yet: the TAP gets it when it is made).
- * @throws KernelError from the sysctl write.
+ * When the record already exists the TAP has it already — set when the record was written, or when
+ * the TAP was made afterwards (tap.ts) — so the route and link lookups are skipped: one `stat`.
+ * @throws KernelError from the route lookup or the sysctl write (the new record is then removed).
  */
 export async function allowLoopbackTo(ctx: Context, guestIp: string): Promise<void> {
-  mkdirSync(dir(ctx), { recursive: true, mode: 0o755 });
-  writeFileSync(join(dir(ctx), guestIp), "");
-  let oif: number | undefined;
+  const d = dir(ctx);
+  const record = join(d, guestIp);
+  if (existsSync(record)) return;
+  writeRecord(d, record);
   try {
-    oif = (await routeGet(ctx.netlink, guestIp)).oif;
+    let oif: number | undefined;
+    try {
+      oif = (await routeGet(ctx.netlink, guestIp)).oif;
+    } catch (e) {
+      if (e instanceof KernelError) return; // no route to the guest yet
+      throw e;
+    }
+    if (oif === undefined) return;
+    const link = await linkGet(ctx.netlink, oif);
+    if (link && isOurTap(link)) sysctlSet(ifaceSysctlPath("ipv4", link.name, "route_localnet"), "1");
   } catch (e) {
-    if (e instanceof KernelError) return; // no route to the guest yet
+    rmSync(record, { force: true });
     throw e;
   }
-  if (oif === undefined) return;
-  const link = await linkGet(ctx.netlink, oif);
-  if (link && isOurTap(link)) sysctlSet(ifaceSysctlPath("ipv4", link.name, "route_localnet"), "1");
 }
 
 /** Forgets every record and clears route_localnet on all our TAPs (teardown removes the guard). */
@@ -55,4 +82,5 @@ export async function clearLoopback(ctx: Context): Promise<void> {
     if (sysctlGet(path) !== "0") sysctlSet(path, "0");
   }
   rmSync(dir(ctx), { recursive: true, force: true });
+  madeDirs.delete(dir(ctx));
 }

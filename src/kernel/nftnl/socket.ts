@@ -54,6 +54,8 @@ export class NftnlSocket {
   private seq = 0;
   private rbuf = Buffer.alloc(64 * 1024);
   private closedFlag = false;
+  /** An exchange stopped before reading every answer: drop leftovers before the next one. */
+  private dirty = false;
 
   private constructor(fd: number) {
     this.fd = fd;
@@ -126,7 +128,8 @@ export class NftnlSocket {
       if (buf.readUInt16LE(off + 6) & NLM_F_ACK) wantAck.add(buf.readUInt32LE(off + 8));
       off += (len + 3) & ~3;
     }
-    this.drainStale();
+    if (this.dirty) this.drainStale();
+    this.dirty = true;
     sysSend(this.fd, buf, what);
     const msgs: NlMsg[] = [];
     let failure: KernelError | undefined;
@@ -149,6 +152,7 @@ export class NftnlSocket {
         if (e.errno !== 0) failure ??= new KernelError(syscall, e.errno, what, e.message);
       }
     }
+    this.dirty = false;
     if (failure) throw failure;
     if (wantAck.size > 0) {
       throw new KernelError(syscall, EPROTO, what, `no answer to ${wantAck.size} message(s)`);
