@@ -4,9 +4,10 @@
  */
 import { KernelError, NotOursError, ValidationError } from "../core/errors.js";
 import { parseCidr, validateId, validateIfName, validateIPv4 } from "../core/validate.js";
+import { linkBrief } from "../kernel/netlink/ifreq.js";
 import { addrAdd, type Link, linkDel, linkGet, linkList, linkSet } from "../kernel/netlink/index.js";
 import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
-import { tapClose, tapCreateOpen, tapIndex, tapPersist } from "../kernel/tun.js";
+import { tapClose, tapCreateOpen, tapPersist } from "../kernel/tun.js";
 import { type Context, context, type NetworkOptions, TAP_ALIAS } from "./context.js";
 import { hasLoopbackMapping } from "./loopback.js";
 
@@ -18,6 +19,18 @@ export interface TapOptions extends NetworkOptions {
   uid?: number;
   /** Owner gid of the TAP. */
   gid?: number;
+  /**
+   * The TAP's alias (IFLA_IFALIAS), which marks it as ours: `microvm-net` (the default) or
+   * `microvm-net:<anything>` (HostNetwork's per-VM mark), at most 255 bytes. Set in the same request
+   * as the group and IFF_UP, so the TAP is never up without it.
+   */
+  alias?: string;
+  /**
+   * Set `route_localnet` on the TAP (needed when the host reaches the guest through 127.0.0.1, see
+   * loopback.ts), in the same request as the alias. Default: on when a mapping covering 127.0.0.1
+   * was published to the guest (the point-to-point peer); giving it skips that lookup.
+   */
+  routeLocalnet?: boolean;
 }
 
 /** What we report about one of our TAPs. */
@@ -28,6 +41,29 @@ export interface TapInfo {
   mac: string;
   up: boolean;
   group: number;
+}
+
+function validateAlias(alias: unknown): string {
+  if (alias === undefined) return TAP_ALIAS;
+  if (
+    typeof alias !== "string" ||
+    (alias !== TAP_ALIAS && !alias.startsWith(`${TAP_ALIAS}:`)) ||
+    alias.includes("\0") ||
+    Buffer.byteLength(alias) > 255
+  ) {
+    throw new ValidationError(
+      "alias",
+      `must be "${TAP_ALIAS}" or "${TAP_ALIAS}:<name>", at most 255 bytes without NUL`,
+    );
+  }
+  return alias;
+}
+
+function validateTapOptions(opts: TapOptions): void {
+  validateMtu(opts.mtu);
+  validateAlias(opts.alias);
+  if (opts.routeLocalnet !== undefined && typeof opts.routeLocalnet !== "boolean")
+    throw new ValidationError("routeLocalnet", "must be true or false");
 }
 
 function validateMtu(mtu: unknown): number | undefined {
@@ -68,34 +104,50 @@ interface Address {
 /**
  * The shared body of createTap / createPointToPointTap: TAP by ioctl, then rtnetlink. Any failure
  * after the TAP exists deletes it again, so the call is all-or-nothing.
+ *
+ * Per TAP: open, TUNSETIFF, TUNSETOWNER, TUNSETGROUP (the device), three netdevice ioctls (ifindex,
+ * MAC, MTU: no RTM_GETLINK), one /proc/sys write (disable_ipv6), RTM_NEWLINK and RTM_NEWADDR sent
+ * back to back (both answered inside their `send`, read without a loop turn), TUNSETPERSIST, close.
+ * docs/performance.md has what each costs.
  */
 async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptions): Promise<TapInfo> {
+  const alias = validateAlias(opts.alias);
   // Until tapPersist, the TAP lives only as long as this descriptor: any failure — or the process
   // being killed — before that removes it, so nothing half-made (or unmarked) is ever left.
   const fd = tapCreateOpen({ name, uid: opts.uid, gid: opts.gid });
   try {
-    const index = tapIndex(name);
+    const link = linkBrief(ctx.netlink, name);
     // No IPv6 until it is filtered like IPv4: no link-local address, no router advertisements.
-    // Written before the link goes up, so no address is ever configured.
+    // Written before the link goes up, so no address is ever configured. Only /proc/sys can do it:
+    // rtnetlink's IFLA_AF_SPEC takes no IPv6 devconf (inet6_set_link_af() in net/ipv6/addrconf.c),
+    // and addr_gen_mode "none" alone would still let IPv6 packets in.
     try {
       sysctlSet(ifaceSysctlPath("ipv6", name, "disable_ipv6"), "1");
     } catch (e) {
       if (!(e instanceof KernelError && e.errno === 2)) throw e; // ENOENT: IPv6 is not built in
     }
-    // Three requests sent back to back and answered in order (one wait instead of three): read the
-    // new link (its MAC), one RTM_NEWLINK for our mark, the MTU and IFF_UP, then the address with
-    // its peer route. If any fails, closing the descriptor below removes the TAP again.
-    const [link] = await Promise.all([
-      linkGet(ctx.netlink, index),
-      linkSet(ctx.netlink, index, { alias: TAP_ALIAS, group: ctx.group, mtu: opts.mtu, up: true }),
-      addrAdd(ctx.netlink, { index, local: addr.local, prefix: addr.prefix, peer: addr.peer }),
+    const localnet = opts.routeLocalnet ?? (addr.peer !== undefined && hasLoopbackMapping(ctx, addr.peer));
+    // Both requests are answered inside their send(); if either fails, closing the descriptor
+    // below removes the TAP again.
+    await Promise.all([
+      linkSet(ctx.netlink, link.index, {
+        alias,
+        group: ctx.group,
+        mtu: opts.mtu,
+        up: true,
+        routeLocalnet: localnet ? true : undefined,
+      }),
+      addrAdd(ctx.netlink, { index: link.index, local: addr.local, prefix: addr.prefix, peer: addr.peer }),
     ]);
-    if (!link) throw new KernelError("RTM_GETLINK", 19, `TAP ${name} vanished right after creation`);
-    if (addr.peer !== undefined && hasLoopbackMapping(ctx, addr.peer)) {
-      sysctlSet(ifaceSysctlPath("ipv4", name, "route_localnet"), "1");
-    }
     tapPersist(fd, name);
-    return { name, index, mtu: opts.mtu ?? link.mtu, mac: link.mac ?? "", up: true, group: ctx.group };
+    return {
+      name,
+      index: link.index,
+      mtu: opts.mtu ?? link.mtu,
+      mac: link.mac ?? "",
+      up: true,
+      group: ctx.group,
+    };
   } finally {
     tapClose(fd);
   }
@@ -114,7 +166,7 @@ export async function createTap(name: string, cidr: string, options: TapOptions 
   validateHostAddress(c.address, "cidr");
   if (c.prefix > 30 && c.prefix !== 32)
     throw new ValidationError("cidr", `a /${c.prefix} leaves no room for a guest`);
-  validateMtu(options.mtu);
+  validateTapOptions(options);
   if (options.uid !== undefined) validateId(options.uid, "uid");
   if (options.gid !== undefined) validateId(options.gid, "gid");
   return makeTap(context(options), name, { local: c.address, prefix: c.prefix }, options);
@@ -140,7 +192,7 @@ export async function createPointToPointTap(
   if (local === peer) throw new ValidationError("guestIp", "must differ from hostIp");
   validateId(uid, "uid");
   validateId(gid, "gid");
-  validateMtu(options.mtu);
+  validateTapOptions(options);
   return makeTap(context(options), name, { local, prefix: 32, peer }, { ...options, uid, gid });
 }
 

@@ -52,6 +52,7 @@ export const sendAsync = c.send.async as (
 
 /** `open(2)` flags used here. */
 export const O_RDWR = 0o2;
+export const O_WRONLY = 0o1;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 

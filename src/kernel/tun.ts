@@ -50,18 +50,19 @@ const IFREQ_FLAGS_OFFSET = 16;
 const TUN_PATH = "/dev/net/tun";
 const EBUSY = 16;
 const ENODEV = 19;
+const LITTLE_ENDIAN = endianness() === "LE";
 
 /** A `struct ifreq` holding `name` (NUL-terminated) and `ifr_flags` (a native-endian short). */
 export function encodeIfreq(name: string, flags: number): Buffer {
   const buf = Buffer.alloc(IFREQ_SIZE);
   buf.write(name, 0, "utf8");
-  if (endianness() === "LE") buf.writeUInt16LE(flags, IFREQ_FLAGS_OFFSET);
+  if (LITTLE_ENDIAN) buf.writeUInt16LE(flags, IFREQ_FLAGS_OFFSET);
   else buf.writeUInt16BE(flags, IFREQ_FLAGS_OFFSET);
   return buf;
 }
 
 function ifreqFlags(buf: Buffer): number {
-  return endianness() === "LE" ? buf.readUInt16LE(IFREQ_FLAGS_OFFSET) : buf.readUInt16BE(IFREQ_FLAGS_OFFSET);
+  return LITTLE_ENDIAN ? buf.readUInt16LE(IFREQ_FLAGS_OFFSET) : buf.readUInt16BE(IFREQ_FLAGS_OFFSET);
 }
 
 /** Options of {@link tapCreate}. */

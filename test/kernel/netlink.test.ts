@@ -8,6 +8,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { KernelError, ValidationError } from "../../src/core/errors.js";
 import { ifinfomsg } from "../../src/kernel/netlink/codec.js";
 import { RTM_DELLINK } from "../../src/kernel/netlink/constants.js";
+import { linkBrief, linkIndex } from "../../src/kernel/netlink/ifreq.js";
 import {
   addrAdd,
   addrDel,
@@ -31,7 +32,7 @@ import {
   routeGet,
   routeList,
 } from "../../src/kernel/netlink/index.js";
-import { ipJson, kernelDescribe, makeInternet, sh } from "../helpers/kernel.js";
+import { ipJson, kernelDescribe, makeInternet, readSysctl, sh } from "../helpers/kernel.js";
 
 interface IpLink {
   ifindex: number;
@@ -187,6 +188,94 @@ kernelDescribe("rtnetlink client", () => {
     await linkSet(nl, i, { up: false });
     expect(ipLink("one-a").flags).not.toContain("UP");
     await expect(linkSet(nl, i, { group: -1 })).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it("sets route_localnet in the linkSet request itself (IFLA_AF_SPEC), as /proc/sys shows", async () => {
+    veth("rl-a", "rl-b");
+    const i = ifindex("rl-a");
+    const localnet = () => readSysctl("net/ipv4/conf/rl-a/route_localnet");
+    expect(localnet()).toBe("0");
+    await linkSet(nl, i, { alias: "ours", up: true, routeLocalnet: true });
+    expect(localnet()).toBe("1");
+    expect(readSysctl("net/ipv4/conf/rl-b/route_localnet")).toBe("0");
+    expect(ipLink("rl-a")).toMatchObject({ ifalias: "ours" });
+    await linkSet(nl, i, { mtu: 1400 });
+    expect(localnet()).toBe("1"); // absent: left alone
+    await linkSet(nl, i, { routeLocalnet: false });
+    expect(localnet()).toBe("0");
+    await expect(linkSet(nl, i, { routeLocalnet: 1 as unknown as boolean })).rejects.toBeInstanceOf(
+      ValidationError,
+    );
+  });
+
+  it("reads ifindex, MAC and MTU by netdevice ioctls on the socket, equal to what RTM_GETLINK reads", async () => {
+    veth("br-a", "br-b");
+    await linkSetMtu(nl, ifindex("br-a"), 1400);
+    for (const name of ["br-a", "br-b"]) {
+      const l = (await linkGet(nl, name)) as Link;
+      expect(linkBrief(nl, name)).toEqual({ index: l.index, mtu: l.mtu, mac: l.mac });
+      expect(linkIndex(nl, name)).toBe(ipLink(name).ifindex);
+    }
+    expect(linkBrief(nl, "br-a").mtu).toBe(1400);
+    // lo's hardware address is not Ethernet (ARPHRD_LOOPBACK): no MAC reported.
+    expect(linkBrief(nl, "lo")).toEqual({ index: 1, mtu: ipLink("lo").mtu });
+    expect(() => linkIndex(nl, "nosuch0")).toThrow(expect.objectContaining({ code: "ENODEV" }));
+    expect(() => linkBrief(nl, "bad name")).toThrow(ValidationError);
+  });
+
+  it("answers read inside send() and answers read through the poll watcher make the same kernel objects", async () => {
+    // A second socket whose synchronous read after each send finds nothing (as EAGAIN would), so
+    // every answer takes the poll path; the default path reads it inside the request.
+    let hidden = 0;
+    const polled = NetlinkSocket.open(undefined, (io) => {
+      let justSent = false;
+      return {
+        ...io,
+        send(buf) {
+          io.send(buf);
+          justSent = true;
+        },
+        recv(buf) {
+          if (justSent) {
+            justSent = false;
+            hidden++;
+            return -1;
+          }
+          return io.recv(buf);
+        },
+      };
+    });
+    try {
+      veth("sy-a", "sy-b");
+      veth("po-a", "po-b");
+      const make = async (sock: NetlinkSocket, name: string, peer: string) => {
+        const i = ifindex(name);
+        await Promise.all([
+          linkSet(sock, i, { alias: "microvm-net", group: 4243, mtu: 1400, up: true, routeLocalnet: true }),
+          addrAdd(sock, { index: i, local: "10.9.0.1", prefix: 32, peer }),
+        ]);
+        return { link: await linkGet(sock, i), addrs: await addrList(sock, i) };
+      };
+      const sync = await make(nl, "sy-a", "10.9.0.2");
+      const viaPoll = await make(polled, "po-a", "10.9.0.3");
+      expect(hidden).toBeGreaterThanOrEqual(3); // each request went through the watcher
+      const shape = (r: typeof sync, name: string) => ({
+        link: { ...r.link, index: 0, name: "", mac: "", flags: 0, operState: "" },
+        addrs: r.addrs.map((a) => ({ ...a, index: 0, address: "", label: a.label === name })),
+        ip: { ...ipLink(name), ifindex: 0, ifname: "", address: "", link: "" },
+        localnet: readSysctl(`net/ipv4/conf/${name}/route_localnet`),
+      });
+      expect(shape(viaPoll, "po-a")).toEqual(shape(sync, "sy-a"));
+      expect(shape(sync, "sy-a")).toMatchObject({
+        link: { up: true, mtu: 1400, group: 4243, alias: "microvm-net", kind: "veth" },
+        addrs: [{ local: "10.9.0.1", prefix: 32, label: true }],
+        localnet: "1",
+      });
+      expect(sync.addrs[0]?.address).toBe("10.9.0.2");
+      expect(viaPoll.addrs[0]?.address).toBe("10.9.0.3");
+    } finally {
+      polled.close();
+    }
   });
 
   it("carries the kernel's own reason: an MTU below the device minimum", async () => {

@@ -2,6 +2,7 @@ import { createSocket } from "node:dgram";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createPointToPointTap, deleteTap } from "../../src/api/tap.js";
 import { AlreadyExistsError, KernelError, ValidationError } from "../../src/core/errors.js";
 import { O_CLOEXEC, O_RDWR, sysClose, sysIoctlPtr, sysOpen } from "../../src/kernel/ffi.js";
 import {
@@ -20,7 +21,7 @@ import {
   tapOpen,
 } from "../../src/kernel/tun.js";
 import { type FakeGuest, startFakeGuest, unreadableFor } from "../helpers/fake-guest.js";
-import { ipJson, isRealRoot, kernelDescribe, sh } from "../helpers/kernel.js";
+import { ipJson, isRealRoot, kernelDescribe, readSysctl, sh } from "../helpers/kernel.js";
 
 interface Link {
   ifindex: number;
@@ -308,6 +309,94 @@ kernelDescribe("tapOpen (as a VMM opens the TAP)", () => {
       const g = start("tap-c13", { uid, gid });
       await expect(g.ready).rejects.toMatchObject({ code: "EPERM", syscall: "ioctl(TUNSETIFF)" });
     });
+  });
+
+  it("createPointToPointTap (netdevice ioctls, answers read inside send) makes exactly what ip makes", async () => {
+    const group = 4244;
+    const info = await createPointToPointTap("api0", "10.201.0.1", "10.201.0.2", OWNER, OWNER, {
+      mtu: 1400,
+      group,
+      alias: "microvm-net:vm-a",
+    });
+    sh("ip", [
+      "tuntap",
+      "add",
+      "dev",
+      "ipx0",
+      "mode",
+      "tap",
+      "vnet_hdr",
+      "user",
+      String(OWNER),
+      "group",
+      String(OWNER),
+    ]);
+    sh("sh", ["-c", "echo 1 > /proc/sys/net/ipv6/conf/ipx0/disable_ipv6"]);
+    sh("ip", [
+      "link",
+      "set",
+      "dev",
+      "ipx0",
+      "alias",
+      "microvm-net:vm-a",
+      "group",
+      String(group),
+      "mtu",
+      "1400",
+      "up",
+    ]);
+    sh("ip", ["addr", "add", "10.201.0.1/32", "peer", "10.201.0.3/32", "dev", "ipx0"]);
+    try {
+      const ipLink = (name: string) =>
+        ipJson<Array<Record<string, unknown>>>("-d", "link", "show", "dev", name)[0];
+      const ipAddr = (name: string) =>
+        ipJson<Array<{ addr_info: unknown[] }>>("addr", "show", "dev", name)[0];
+      const ours = ipLink("api0") as Record<string, unknown>;
+      const theirs = ipLink("ipx0") as Record<string, unknown>;
+      // What the API returns is what the kernel holds (ifindex, MAC and MTU by ioctl).
+      expect(info).toEqual({
+        name: "api0",
+        index: ours.ifindex,
+        mtu: 1400,
+        mac: ours.address,
+        up: true,
+        group,
+      });
+      const strip = (l: Record<string, unknown>) => ({ ...l, ifindex: 0, ifname: "", address: "" });
+      expect(strip(ours)).toEqual(strip(theirs));
+      expect(ours).toMatchObject({ ifalias: "microvm-net:vm-a", group: String(group), mtu: 1400 });
+      const addrs = (name: string) =>
+        ((ipAddr(name)?.addr_info ?? []) as Array<Record<string, unknown>>).map((a) => ({
+          ...a,
+          address: "",
+          label: "",
+        }));
+      expect(addrs("api0")).toEqual(addrs("ipx0"));
+      expect(ipAddr("api0")?.addr_info).toEqual([
+        expect.objectContaining({
+          family: "inet",
+          local: "10.201.0.1",
+          prefixlen: 32,
+          address: "10.201.0.2",
+        }),
+      ]);
+      for (const name of ["api0", "ipx0"]) {
+        expect(readSysctl(`net/ipv6/conf/${name}/disable_ipv6`)).toBe("1");
+        expect(readSysctl(`net/ipv4/conf/${name}/route_localnet`)).toBe("0");
+      }
+      // route_localnet rides in the same RTM_NEWLINK when asked for.
+      await createPointToPointTap("api1", "10.201.0.1", "10.201.0.4", OWNER, OWNER, { routeLocalnet: true });
+      expect(readSysctl("net/ipv4/conf/api1/route_localnet")).toBe("1");
+      expect(readSysctl("net/ipv6/conf/api1/disable_ipv6")).toBe("1");
+      await expect(
+        createPointToPointTap("api2", "10.201.0.1", "10.201.0.5", OWNER, OWNER, { alias: "someone-else" }),
+      ).rejects.toBeInstanceOf(ValidationError);
+      expect(link("api2")).toBeUndefined();
+    } finally {
+      await deleteTap("api0");
+      await deleteTap("api1");
+      sh("ip", ["link", "del", "dev", "ipx0"]);
+    }
   });
 
   it("round trip: the host reaches the fake guest over the TAP after ARP, and back", async () => {

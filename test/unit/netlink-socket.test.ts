@@ -6,7 +6,8 @@ import { describe, expect, it } from "vitest";
 import { KernelError } from "../../src/core/errors.js";
 import { attrString, decodeMessages, encodeMessage, type NlMsg } from "../../src/kernel/netlink/codec.js";
 import * as C from "../../src/kernel/netlink/constants.js";
-import { type NetlinkIo, NetlinkSocket } from "../../src/kernel/netlink/socket.js";
+import { LoopSlice } from "../../src/kernel/netlink/loop-slice.js";
+import { LOOP_SLICE_MS, type NetlinkIo, NetlinkSocket } from "../../src/kernel/netlink/socket.js";
 
 const { EBUSY, EEXIST, EINTR, EMSGSIZE, ENOBUFS, ENODEV, ENOENT } = constants.errno;
 
@@ -69,7 +70,10 @@ class ScriptedKernel implements NetlinkIo {
     }, this.asyncDelayMs);
   }
 
+  recvCalls = 0;
+
   recv(buf: Buffer): number {
+    this.recvCalls++;
     if (this.recvError) {
       const e = this.recvError;
       this.recvError = undefined;
@@ -316,5 +320,101 @@ describe("NetlinkSocket bookkeeping", () => {
       message: "addrAdd y (RTM_NEWADDR): send failed: EBADF",
     });
     expect(nl.pendingCount).toBe(0);
+  });
+
+  it("resumes the caller without a loop turn when the kernel answered inside send(), reading only its answer", async () => {
+    const k = new ScriptedKernel();
+    k.answer = (req) => [part(req, "x", 0), ack(req)];
+    // A slice that never runs out, so a GC pause under load cannot defer a resumption here.
+    const nl = new NetlinkSocket(k, new LoopSlice(Number.POSITIVE_INFINITY));
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    expect((await nl.request(C.RTM_GETLINK, 0, body)).map(marker)).toEqual(["x"]);
+    expect(turned).toBe(false);
+    // The reply and the ACK: no third, empty `recv` once the request is settled.
+    expect(k.recvCalls).toBe(2);
+    await Promise.all([nl.request(C.RTM_NEWLINK, 0, body), nl.request(C.RTM_NEWADDR, 0, body)]);
+    expect(turned).toBe(false);
+    expect(k.recvCalls).toBe(6);
+  });
+
+  it("falls back to the poll watcher when nothing is queued right after send() (EAGAIN)", async () => {
+    const k = new ScriptedKernel();
+    const nl = new NetlinkSocket(k);
+    let settled = false;
+    const p = nl.request(C.RTM_NEWADDR, 0, body).then((m) => {
+      settled = true;
+      return m;
+    });
+    expect(k.recvCalls).toBe(1); // the synchronous read found nothing
+    await tick();
+    await tick();
+    expect(settled).toBe(false);
+    expect(k.referenced).toBe(true); // the watcher keeps the process alive for the answer
+    k.deliver(ack(k.requests[0] as NlMsg));
+    await expect(p).resolves.toEqual([]);
+    expect(nl.pendingCount).toBe(0);
+  });
+
+  it("fails the requests when the synchronous read finds the queue overflowed (ENOBUFS), then works on", async () => {
+    const k = new ScriptedKernel();
+    k.answer = (req) => [ack(req)];
+    const nl = new NetlinkSocket(k);
+    const waiting = nl.request(C.RTM_DELLINK, 0, body, { slow: true }).catch((e: unknown) => e);
+    k.recvError = new KernelError("recv", ENOBUFS, "netlink receive");
+    await expect(nl.request(C.RTM_NEWADDR, 0, body)).rejects.toMatchObject({ errno: ENOBUFS });
+    // Answers were lost: every request then in flight fails, as none can be matched any more.
+    expect(await waiting).toMatchObject({ errno: ENOBUFS });
+    await expect(nl.request(C.RTM_NEWADDR, 0, body)).resolves.toEqual([]);
+    expect(nl.pendingCount).toBe(0);
+  });
+
+  it("gives the event loop a turn once answered requests have held it for a slice", async () => {
+    const k = new ScriptedKernel();
+    // A clock that advances 0.25 ms per request, as a kernel request takes on this machine.
+    let clock = 0;
+    k.answer = (req) => {
+      clock += 0.25;
+      return [ack(req)];
+    };
+    const nl = new NetlinkSocket(k, new LoopSlice(LOOP_SLICE_MS, () => clock));
+    let turns = 0;
+    let running = true;
+    const onTurn = () => {
+      turns++;
+      if (running) setImmediate(onTurn);
+    };
+    setImmediate(onTurn);
+    for (let i = 0; i < 200; i++) await nl.request(C.RTM_NEWADDR, 0, body);
+    running = false;
+    // 200 × 0.25 ms = 50 ms of loop time in slices of 2 ms: the loop turned about once per slice
+    // (two immediates each), neither once per request nor never.
+    const slices = (200 * 0.25) / LOOP_SLICE_MS;
+    expect(turns).toBeGreaterThanOrEqual(slices);
+    expect(turns).toBeLessThanOrEqual(3 * slices);
+  });
+});
+
+describe("LoopSlice", () => {
+  it("runs callbacks at once within the budget, then after the loop has turned, then starts a new slice", async () => {
+    let now = 0;
+    const slice = new LoopSlice(2, () => now);
+    const order: string[] = [];
+    slice.run(() => order.push("a"));
+    now = 1.9;
+    slice.run(() => order.push("b"));
+    expect(order).toEqual(["a", "b"]);
+    now = 2.1;
+    slice.run(() => order.push("late"));
+    expect(order).toEqual(["a", "b"]);
+    setImmediate(() => order.push("immediate queued before"));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(order).toEqual(["a", "b", "immediate queued before", "late"]);
+    // The loop has turned: a new slice, run at once again.
+    now = 10;
+    slice.run(() => order.push("next"));
+    expect(order.at(-1)).toBe("next");
   });
 });

@@ -9,6 +9,7 @@ import { validateIfName } from "../../core/validate.js";
 import { validateIfIndex, validateU32 } from "./args.js";
 import {
   attrMac,
+  attrNested,
   attrString,
   attrStringRaw,
   attrU32,
@@ -23,6 +24,7 @@ import {
   readU32,
 } from "./codec.js";
 import {
+  AF_INET,
   AF_UNSPEC,
   IFALIAS_MAX_BYTES,
   IFF_UP,
@@ -45,6 +47,12 @@ import {
 import type { NetlinkSocket } from "./socket.js";
 
 const { ENODEV } = osConstants.errno;
+
+/** linux/if_link.h: IFLA_AF_SPEC, and inside its AF_INET entry, IFLA_INET_CONF. */
+const IFLA_AF_SPEC = 26;
+const IFLA_INET_CONF = 1;
+/** linux/ip.h: the 1-based index of `route_localnet` in IFLA_INET_CONF. */
+const IPV4_DEVCONF_ROUTE_LOCALNET = 26;
 
 /** A network interface as the kernel reports it (RTM_NEWLINK). */
 export interface Link {
@@ -169,12 +177,21 @@ export interface LinkChanges {
   mtu?: number;
   /** IFF_UP on (true) or off (false). */
   up?: boolean;
+  /**
+   * The link's IPv4 `route_localnet` (net.ipv4.conf.<link>.route_localnet) on or off, carried in the
+   * same request as IFLA_AF_SPEC → AF_INET → IFLA_INET_CONF (inet_set_link_af() in
+   * net/ipv4/devinet.c), instead of a write to /proc/sys. Only IPv4 devconf can be set this way:
+   * IPv6's (disable_ipv6, accept_ra) cannot (inet6_set_link_af() takes only the token and
+   * addr_gen_mode).
+   */
+  routeLocalnet?: boolean;
 }
 
 /**
  * Several changes to one link in a single RTM_NEWLINK (as `ip link set dev X alias A group G mtu M
  * up` sends one message): one round trip instead of one per attribute. do_setlink() in
- * net/core/rtnetlink.c applies them in order and stops at the first it refuses, so a failed call
+ * net/core/rtnetlink.c applies them in order (IFLA_AF_SPEC after the flags; it is validated before
+ * anything changes) and stops at the first it refuses, so a failed call
  * can leave earlier attributes changed; callers that need all-or-nothing undo by deleting the link.
  * @throws ValidationError (before anything is sent); KernelError (`RTM_NEWLINK`).
  */
@@ -184,6 +201,14 @@ export async function linkSet(nl: NetlinkSocket, index: number, changes: LinkCha
   if (changes.group !== undefined) attrs.push(attrU32(IFLA_GROUP, validateU32(changes.group, "group")));
   if (changes.mtu !== undefined)
     attrs.push(attrU32(IFLA_MTU, validateU32(changes.mtu, "mtu", 1, 0x7fffffff)));
+  if (changes.routeLocalnet !== undefined) {
+    if (typeof changes.routeLocalnet !== "boolean")
+      throw new ValidationError("routeLocalnet", "must be true or false");
+    const conf = attrNested(IFLA_INET_CONF, [
+      attrU32(IPV4_DEVCONF_ROUTE_LOCALNET, changes.routeLocalnet ? 1 : 0),
+    ]);
+    attrs.push(attrNested(IFLA_AF_SPEC, [attrNested(AF_INET, [conf])]));
+  }
   const up = changes.up === undefined ? 0 : IFF_UP;
   return changeLink(nl, index, attrs, `linkSet(ifindex ${index})`, changes.up ? IFF_UP : 0, up);
 }

@@ -5,8 +5,13 @@
  * - The kernel executes a request inside `send()`. Fast requests (address, link flags, dumps: well
  *   under 1 ms) are sent on the loop thread; slow ones (RTM_DELLINK waits one RCU grace period,
  *   ~16 ms) go through koffi's `.async` on libuv's pool, so timers keep running.
- * - Replies are read only when libuv says the socket is readable (`koffi.node.poll`), never by a
- *   blocking `recv` parked on a pool thread (that starves `fs` and hangs `process.exit`).
+ * - rtnetlink answers a fast request inside `send()` (netlink_unicast_kernel() → rtnetlink_rcv(),
+ *   under rtnl_lock), so right after `send()` the answer is read with a non-blocking `recv` and the
+ *   caller resumes without waiting for a loop turn (see loop-slice.ts for how the loop still gets
+ *   its turns). When nothing is queued yet (EAGAIN: a protocol that answers later), the request
+ *   waits for the poll watcher below, as replies to slow requests always do.
+ * - Replies are otherwise read only when libuv says the socket is readable (`koffi.node.poll`), never
+ *   by a blocking `recv` parked on a pool thread (that starves `fs` and hangs `process.exit`).
  * - Replies are matched to requests by sequence number, so any number of requests may be in flight.
  *   The kernel runs at most one dump per socket (EBUSY otherwise, netlink_dump_start() in
  *   net/netlink/af_netlink.c), so dumps are queued one after another.
@@ -50,6 +55,7 @@ import {
   SOL_NETLINK,
   SOL_SOCKET,
 } from "./constants.js";
+import { LoopSlice } from "./loop-slice.js";
 
 const { EBUSY, EINTR, EMSGSIZE, ENOBUFS } = osConstants.errno;
 
@@ -65,6 +71,12 @@ const SO_RCVBUF_BYTES = 4 * 1024 * 1024;
 const DUMP_INTR_ATTEMPTS = 3;
 /** How often a dump is retried while an abandoned dump still occupies the socket (EBUSY). */
 const DUMP_BUSY_ATTEMPTS = 50;
+/**
+ * Loop time, in ms, callers of answered requests may be resumed back to back before the event loop
+ * gets a turn (loop-slice.ts). Shared by every socket of the process, as the loop is.
+ */
+export const LOOP_SLICE_MS = 2;
+const sharedSlice = new LoopSlice(LOOP_SLICE_MS);
 
 type PollHandle = ReturnType<typeof koffi.node.poll>;
 /** koffi's real callback signature is `(status, events)`; its index.d.ts omits `status` (uv.cc OnPoll). */
@@ -177,10 +189,17 @@ export class NetlinkSocket {
   private dumpChain: Promise<unknown> = Promise.resolve();
   private asyncSends = 0;
   private closedFlag = false;
+  private readonly slice: LoopSlice;
 
-  /** Wraps an already configured socket. Tests pass a scripted {@link NetlinkIo}; others use {@link open}. */
-  constructor(io: NetlinkIo) {
+  /**
+   * Wraps an already configured socket. Tests pass a scripted {@link NetlinkIo} (and may pass their
+   * own {@link LoopSlice}); others use {@link open}.
+   * @param slice how answered requests resume their callers; default: the process-wide slice of
+   *   {@link LOOP_SLICE_MS}.
+   */
+  constructor(io: NetlinkIo, slice: LoopSlice = sharedSlice) {
     this.io = io;
+    this.slice = slice;
     this.fd = io.fd;
     this.watcher = io.watch((err) => {
       if (err) this.failAll(err);
@@ -193,10 +212,12 @@ export class NetlinkSocket {
    * @param protocol netlink protocol (linux/netlink.h): NETLINK_ROUTE (0, the default) or e.g.
    *   NETLINK_NETFILTER (12) for conntrack; the socket options below are generic to netlink.
    * @throws UnsupportedError on a big-endian host (the codec writes little-endian).
+   * @param wrapIo for tests: interposes on the real socket's I/O (e.g. to hide answers from the
+   *   synchronous read and exercise the poll path against the real kernel).
    * @throws KernelError (`socket`, `setsockopt(<n>)`, `bind`) when the kernel refuses, e.g. a kernel
    *   older than 4.20 answers ENOPROTOOPT to NETLINK_GET_STRICT_CHK.
    */
-  static open(protocol: number = NETLINK_ROUTE): NetlinkSocket {
+  static open(protocol: number = NETLINK_ROUTE, wrapIo?: (io: NetlinkIo) => NetlinkIo): NetlinkSocket {
     if (endianness() !== "LE")
       throw new UnsupportedError("the netlink codec supports little-endian hosts only");
     const ctx =
@@ -220,7 +241,8 @@ export class NetlinkSocket {
       const addr = Buffer.alloc(12);
       addr.writeUInt16LE(AF_NETLINK, 0);
       sysBind(fd, addr, ctx);
-      return new NetlinkSocket(kernelIo(fd));
+      const io = kernelIo(fd);
+      return new NetlinkSocket(wrapIo ? wrapIo(io) : io);
     } catch (err) {
       sysClose(fd);
       throw err;
@@ -350,15 +372,19 @@ export class NetlinkSocket {
         this.settle(seq, sendError(err as Error, type, context));
         return;
       }
-      // The kernel answered inside send(); reading now keeps the receive queue short when many
-      // requests are sent in one go.
-      this.drain();
+      // The kernel answered inside send(): read it now (no loop turn). Reading stops once this
+      // request is settled, which saves the final EAGAIN `recv`; anything still queued wakes the
+      // level-triggered watcher.
+      this.drain(seq);
     });
   }
 
-  /** Reads every queued datagram and dispatches its messages. */
-  private drain(): void {
-    while (!this.closedFlag) {
+  /**
+   * Reads queued datagrams and dispatches their messages: all of them, or only until request `until`
+   * is settled.
+   */
+  private drain(until?: number): void {
+    while (!this.closedFlag && (until === undefined || this.pending.has(until))) {
       let n: number;
       try {
         n = this.io.recv(this.rbuf);
@@ -437,11 +463,10 @@ export class NetlinkSocket {
     if (!p) return;
     this.pending.delete(seq);
     this.updateRef();
-    // Most answers are read inside send(), so settling at once would resume the caller in the same
-    // macrotask: a caller making requests back to back (500 TAPs in a loop) would hold the event
-    // loop for the whole batch (≈ 0.6 s measured, bench/suites/tap.ts). Resuming from the check
-    // phase lets timers and I/O run between requests, for one loop turn each.
-    setImmediate(() => (err ? p.reject(err) : p.resolve({ msgs: p.msgs, interrupted: p.interrupted })));
+    // Most answers are read inside send(): the caller resumes at once unless the loop has been held
+    // for a slice already (a caller making requests back to back would otherwise hold it for the
+    // whole batch: 500 TAPs ≈ 0.6 s, bench/suites/tap.ts).
+    this.slice.run(() => (err ? p.reject(err) : p.resolve({ msgs: p.msgs, interrupted: p.interrupted })));
   }
 
   private failAll(err: Error): void {
