@@ -1,7 +1,10 @@
-// Port mapping add / remove: ours (one element in an nftables map, libnftables in-process) against the
-// seed's three iptables processes per change, at 0, 1 000 and 10 000 existing mappings.
+// Port mapping add / remove: ours (one element in an nftables map, written with our own nf_tables
+// netlink messages) against the seed's three iptables processes per change, at 0, 1 000 and 10 000
+// existing mappings; and, in the same run, against our libnftables path (the fallback, which was the
+// only path before kernel/nftnl).
 
 import { type NftApplier, openNft } from "../../src/firewall/index.js";
+import { setElementPath } from "../../src/firewall/portmap.js";
 import {
   addPortMapping,
   bootstrap,
@@ -49,6 +52,16 @@ function row(kind: "add" | "remove" | "fill", size: number): RowSpec {
   };
 }
 
+/** The same calls with mapping changes through libnftables (setElementPath), as the baseline. */
+function rowVsLibnftables(kind: "add" | "remove", size: number): RowSpec {
+  return {
+    ...row(kind, size),
+    id: `portmap.${kind}.${size}.vs-libnftables`,
+    what: `port mapping ${kind}, per call, ${size} existing, vs our libnftables path`,
+    baseline: "the same call with element changes as nft text through libnftables (the fallback)",
+  };
+}
+
 const background = (size: number) =>
   Array.from({ length: size }, (_, i) => ({ hostPort: i + 1, guestIp: guestIp(i), guestPort: 80 }));
 
@@ -71,16 +84,27 @@ async function ours(
   if (largest) rec.fact(`rss_mib_${size}_mappings`, rssMiB());
   const k = cfg.mapSample;
   const port = (j: number) => SAMPLE_PORT + j;
-  rec.add(
-    row("add", size),
-    "ours",
-    await phase(k, (j) => addPortMapping("", port(j), SAMPLE_GUEST, 80, "tcp", opts)),
-  );
-  rec.add(
-    row("remove", size),
-    "ours",
-    await phase(k, (j) => removePortMapping("", port(j), SAMPLE_GUEST, 80, "tcp", opts)),
-  );
+  const add = await phase(k, (j) => addPortMapping("", port(j), SAMPLE_GUEST, 80, "tcp", opts));
+  const remove = await phase(k, (j) => removePortMapping("", port(j), SAMPLE_GUEST, 80, "tcp", opts));
+  rec.add(row("add", size), "ours", add);
+  rec.add(row("remove", size), "ours", remove);
+  rec.add(rowVsLibnftables("add", size), "ours", add);
+  rec.add(rowVsLibnftables("remove", size), "ours", remove);
+  setElementPath("libnftables");
+  try {
+    rec.add(
+      rowVsLibnftables("add", size),
+      "baseline",
+      await phase(k, (j) => addPortMapping("", port(j), SAMPLE_GUEST, 80, "tcp", opts)),
+    );
+    rec.add(
+      rowVsLibnftables("remove", size),
+      "baseline",
+      await phase(k, (j) => removePortMapping("", port(j), SAMPLE_GUEST, 80, "tcp", opts)),
+    );
+  } finally {
+    setElementPath("auto");
+  }
   await teardown(opts);
   await deleteTap(SAMPLE_TAP);
 }
