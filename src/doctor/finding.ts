@@ -21,7 +21,10 @@ export function finding(
 export function messageOf(e: unknown): string {
   if (e instanceof Error) {
     const detail = (e as { detail?: unknown }).detail;
-    return typeof detail === "string" && detail.trim() ? `${e.message}: ${detail.trim()}` : e.message;
+    if (typeof detail !== "string" || !detail.trim()) return e.message;
+    // libnftables repeats some errors; nft's caret lines add nothing to a one-line finding.
+    const lines = [...new Set(detail.split("\n").map((l) => l.trim()))].filter((l) => l && !/^\^+$/.test(l));
+    return `${e.message}: ${lines.join("; ")}`;
   }
   return String(e);
 }

@@ -213,6 +213,8 @@ kernelDescribe("mvnet doctor", () => {
   it("finds a stale TAP of ours and a recorded VM whose TAP is gone", async () => {
     sh("ip", ["tuntap", "add", "mode", "tap", "name", "ghost0"]);
     sh("ip", ["link", "set", "ghost0", "alias", "microvm-net:ghost", "group", String(0x6d76)]);
+    sh("ip", ["tuntap", "add", "mode", "tap", "name", "foreign0"]);
+    sh("ip", ["link", "set", "foreign0", "group", String(0x6d76)]);
     const vmTap = JSON.parse(mvnet("--json", "ls").out)[0].tap as string;
     sh("ip", ["link", "del", vmTap]);
     try {
@@ -230,11 +232,15 @@ kernelDescribe("mvnet doctor", () => {
           data: expect.objectContaining({ vmId: "vm-a", tap: vmTap }),
         }),
       ]);
+      expect(find(report, "stale.tap-in-group")).toEqual([
+        expect.objectContaining({ severity: "warn", data: expect.objectContaining({ name: "foreign0" }) }),
+      ]);
       // vm-a's published port now leads nowhere either.
       expect(severityOf(report, "stale.mapping-no-tap")).toEqual(["warn"]);
       expect(code).toBe(0);
       expect(cliDoctor("--strict").code).toBe(1);
     } finally {
+      sh("ip", ["link", "del", "foreign0"]);
       expect(mvnet("reconcile").code).toBe(0); // removes ghost0, re-creates vm-a's TAP
     }
     const after = await libDoctor();
