@@ -5,6 +5,7 @@
  * {@link teardown}, {@link createTap}, {@link createPointToPointTap}, {@link deleteTap},
  * {@link addPortMapping}, {@link removePortMapping}, {@link IPAM}, {@link PortManager}.
  * One call per VM, with durable state and crash recovery: {@link HostNetwork}.
+ * Per-guest firewall policy (allow-list, host services, resolvers, MAC binding): {@link setGuestPolicy}.
  */
 export { type HostProbe, IPAM, type PortAllocation } from "./alloc/index.js";
 export { type BootstrapOptions, bootstrap, teardown } from "./api/bootstrap.js";
@@ -16,6 +17,14 @@ export {
   SUBNET,
   TAP_ALIAS,
 } from "./api/context.js";
+export {
+  type AllowEntry,
+  clearGuestPolicy,
+  type GuestPolicy,
+  type GuestPolicyState,
+  getGuestPolicy,
+  setGuestPolicy,
+} from "./api/guest-policy.js";
 export {
   addPortMapping,
   type HostMatch,
