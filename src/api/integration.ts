@@ -20,7 +20,10 @@ export interface IntegrationResult {
   inserted: IntegrationEntry[];
   /** Every foreign block, read again after the change (each should say `integrated: true`). */
   blocks: ForeignBlock[];
-  /** Blocks still not integrated: unreadable legacy rulesets, or chains that still drop before ours. */
+  /**
+   * Blocks still not integrated: unreadable legacy rulesets, tables owned by another process, or
+   * chains that still drop before ours.
+   */
   remaining: ForeignBlock[];
 }
 
@@ -50,7 +53,7 @@ export async function integrateHostFirewall(options: NetworkOptions = {}): Promi
   const inserted: IntegrationEntry[] = [];
   try {
     for (const block of await findForeignBlocks(nft, scope)) {
-      if (block.integrated || block.unreadable) continue;
+      if (block.integrated || block.unreadable || block.owned) continue;
       const entry = await integrateBlock(nft, block, ctx.group);
       inserted.push(entry);
       state.entries.push(entry);

@@ -93,12 +93,20 @@ export function blockReason(chains: ReadonlyMap<string, ModelChain>, base: strin
 function hasDropRule(chains: ReadonlyMap<string, ModelChain>, name: string, seen: Set<string>): boolean {
   if (seen.has(name)) return false;
   seen.add(name);
-  return (chains.get(name)?.rules ?? []).some(
-    (r) =>
-      r.mayDrop ||
-      r.verdict === "drop" ||
-      r.verdict === "reject" ||
-      ((r.verdict === "jump" || r.verdict === "goto") && hasDropRule(chains, r.target ?? "", seen)),
+  return (chains.get(name)?.rules ?? []).some((r) => ruleCanDrop(chains, r, seen));
+}
+
+/** True when the rule (or a chain it jumps to) can drop or reject. */
+export function ruleCanDrop(
+  chains: ReadonlyMap<string, ModelChain>,
+  r: ModelRule,
+  seen: Set<string> = new Set(),
+): boolean {
+  return (
+    r.mayDrop === true ||
+    r.verdict === "drop" ||
+    r.verdict === "reject" ||
+    ((r.verdict === "jump" || r.verdict === "goto") && hasDropRule(chains, r.target ?? "", seen))
   );
 }
 

@@ -10,7 +10,7 @@
  * x_tables ruleset (through `iptables-legacy-save`, read-only; see iptables.ts).
  */
 import { UnsupportedError } from "../core/errors.js";
-import { blockReason, type ModelChain, type ModelRule, passesBothWays } from "./chain-model.js";
+import { blockReason, type ModelChain, type ModelRule, passesBothWays, ruleCanDrop } from "./chain-model.js";
 import { INTEGRATION_COMMENT, legacySave, legacyTableNames, parseIptablesSave } from "./iptables.js";
 import type { NftApplier } from "./nft.js";
 
@@ -34,6 +34,11 @@ export interface ForeignBlock {
   integrated: boolean;
   /** True when the ruleset could not be read (then `integrated` is false and `reason` says why). */
   unreadable?: boolean;
+  /**
+   * True when the table is owned by another process (nft table flag `owner`, e.g. firewalld): the
+   * kernel refuses changes from anyone else, so the integration leaves it to that tool.
+   */
+  owned?: boolean;
   /** What an operator can do, in words and commands. */
   fix: string;
 }
@@ -63,8 +68,15 @@ interface NftRuleJson {
   expr?: Array<Record<string, unknown>>;
 }
 
+interface NftTableJson {
+  family: string;
+  name: string;
+  flags?: string | string[];
+}
+
 /** A native nftables ruleset, as read from `list ruleset` JSON. */
 export interface NftRuleset {
+  tables: NftTableJson[];
   chains: NftChainJson[];
   rules: NftRuleJson[];
 }
@@ -84,13 +96,15 @@ export async function readNftRuleset(nft: NftApplier): Promise<NftRuleset> {
   const out = await nft.run("list ruleset\n", { json: true });
   const items = (JSON.parse(out || '{"nftables":[]}') as { nftables: Array<Record<string, unknown>> })
     .nftables;
+  const tables: NftTableJson[] = [];
   const chains: NftChainJson[] = [];
   const rules: NftRuleJson[] = [];
   for (const it of items) {
-    if (it.chain) chains.push(it.chain as NftChainJson);
+    if (it.table) tables.push(it.table as NftTableJson);
+    else if (it.chain) chains.push(it.chain as NftChainJson);
     else if (it.rule) rules.push(it.rule as NftRuleJson);
   }
-  return { chains, rules };
+  return { tables, chains, rules };
 }
 
 /** True when the table is iptables-nft's: family ip, an iptables table name, base chain `FORWARD`. */
@@ -235,10 +249,18 @@ function iptablesFix(tool: string, target: string, g: number): string {
   );
 }
 
-function dockerTarget(chains: ReadonlyMap<string, ModelChain>): string {
-  const forward = chains.get("FORWARD");
-  const jumps = forward?.rules.some((r) => r.verdict === "jump" && r.target === DOCKER_USER);
-  return chains.has(DOCKER_USER) && jumps ? DOCKER_USER : "FORWARD";
+/**
+ * Where the integration goes in an iptables table: DOCKER-USER when FORWARD jumps to it before any
+ * rule that can drop (as Docker sets it up), else the top of FORWARD — accepts in DOCKER-USER would
+ * come too late behind an earlier drop.
+ */
+export function iptablesTarget(chains: ReadonlyMap<string, ModelChain>, table: string): string {
+  if (table !== "filter") return "FORWARD";
+  for (const r of chains.get("FORWARD")?.rules ?? []) {
+    if (r.verdict === "jump" && r.target === DOCKER_USER) return DOCKER_USER;
+    if (ruleCanDrop(chains, r)) return "FORWARD";
+  }
+  return "FORWARD";
 }
 
 /**
@@ -275,7 +297,7 @@ export async function findForeignBlocks(nft: NftApplier, opts: ForeignOptions): 
         const json = rs.rules.filter((r) => r.family === family && r.table === table && r.chain === name);
         markXtOurs(json, m.rules, text.get(name) ?? [], g);
       }
-      const target = table === "filter" ? dockerTarget(models) : "FORWARD";
+      const target = iptablesTarget(models, table);
       blocks.push({
         kind: "iptables-nft",
         family,
@@ -288,11 +310,13 @@ export async function findForeignBlocks(nft: NftApplier, opts: ForeignOptions): 
       });
       continue;
     }
+    const flags = rs.tables.find((t) => t.family === family && t.name === table)?.flags ?? [];
+    const owned = (Array.isArray(flags) ? flags : [flags]).includes("owner");
     for (const c of rs.chains) {
       if (c.family !== family || c.table !== table || c.hook !== "forward") continue;
       const reason = blockReason(models, c.name);
       if (!reason) continue;
-      blocks.push({
+      const block: ForeignBlock = {
         kind: "nftables",
         family,
         table,
@@ -301,7 +325,14 @@ export async function findForeignBlocks(nft: NftApplier, opts: ForeignOptions): 
         reason: `nftables ${family} ${table} ${c.name} (forward hook): ${reason}`,
         integrated: passesBothWays(models, c.name),
         fix: nftFix(family, table, c.name, g),
-      });
+      };
+      if (owned) {
+        block.owned = true;
+        block.fix =
+          `the table is owned by another process (e.g. firewalld), which alone may change it: let ` +
+          `interface group ${g} (our TAPs) through the forward path with that tool`;
+      }
+      blocks.push(block);
     }
   }
   blocks.sort((a, b) => (a.kind === "nftables" ? 0 : 1) - (b.kind === "nftables" ? 0 : 1));
@@ -335,7 +366,7 @@ async function legacyBlocks(g: number): Promise<ForeignBlock[]> {
     if (!IPTABLES_TABLES.has(table) || !models.has("FORWARD")) continue;
     const reason = blockReason(models, "FORWARD");
     if (!reason) continue;
-    const target = table === "filter" ? dockerTarget(models) : "FORWARD";
+    const target = iptablesTarget(models, table);
     out.push({
       kind: "iptables-legacy",
       family: "ip",

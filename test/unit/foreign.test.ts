@@ -4,8 +4,15 @@ import { describe, expect, it } from "vitest";
 import { integrateHostFirewall } from "../../src/api/integration.js";
 import { ValidationError } from "../../src/core/errors.js";
 import { blockReason, type ModelChain, passesBothWays, walkChain } from "../../src/firewall/chain-model.js";
-import { markXtOurs, nftRuleModel, textRuleLines } from "../../src/firewall/foreign.js";
+import {
+  findForeignBlocks,
+  iptablesTarget,
+  markXtOurs,
+  nftRuleModel,
+  textRuleLines,
+} from "../../src/firewall/foreign.js";
 import { ourIptablesRules, parseIptablesSave, splitSaveLine } from "../../src/firewall/iptables.js";
+import type { NftApplier } from "../../src/firewall/nft.js";
 
 const G = 0x6d76;
 
@@ -166,5 +173,112 @@ describe("integrateHostFirewall input", () => {
       await expect(integrateHostFirewall({ group })).rejects.toBeInstanceOf(ValidationError);
     }
     await expect(integrateHostFirewall({ table: "a-b" })).rejects.toMatchObject({ field: "table" });
+  });
+});
+
+// Docker 24's filter table as iptables-save prints it (one bridge).
+const DOCKER24 = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+`;
+
+describe("where the integration goes", () => {
+  it("Docker's DOCKER-USER when FORWARD jumps there first; our accepts there make FORWARD pass", () => {
+    const m = parseIptablesSave(DOCKER24, G).get("filter") as Map<string, ModelChain>;
+    expect(iptablesTarget(m, "filter")).toBe("DOCKER-USER");
+    expect(blockReason(m, "FORWARD")).toMatch(/policy is drop and it holds drop/);
+    const done = parseIptablesSave(integrated(DOCKER24), G).get("filter") as Map<string, ModelChain>;
+    expect(passesBothWays(done, "FORWARD")).toBe(true);
+  });
+
+  it("the top of FORWARD when a drop comes before the jump, or in other tables", () => {
+    const dropFirst = DOCKER24.replace(
+      "-A FORWARD -j DOCKER-USER",
+      "-A FORWARD -i eth9 -j DROP\n-A FORWARD -j DOCKER-USER",
+    );
+    const m = parseIptablesSave(dropFirst, G).get("filter") as Map<string, ModelChain>;
+    expect(iptablesTarget(m, "filter")).toBe("FORWARD");
+    expect(
+      passesBothWays(
+        parseIptablesSave(integrated(dropFirst), G).get("filter") as Map<string, ModelChain>,
+        "FORWARD",
+      ),
+    ).toBe(false);
+    expect(iptablesTarget(m, "mangle")).toBe("FORWARD");
+  });
+});
+
+/** An applier that only answers `list ruleset` with the given JSON items. */
+function fakeNft(items: Array<Record<string, unknown>>): NftApplier {
+  return {
+    kind: "nft-process",
+    run: async () => JSON.stringify({ nftables: items }),
+    close: () => undefined,
+  };
+}
+
+describe("findForeignBlocks on native tables", () => {
+  const chain = (family: string, table: string, name: string, policy = "drop", flags?: string[]) => [
+    { table: { family, name: table, handle: 1, ...(flags ? { flags } : {}) } },
+    { chain: { family, table, name, handle: 2, type: "filter", hook: "forward", prio: 0, policy } },
+  ];
+  const ours = (family: string, table: string, name: string, key: string, handle: number) => ({
+    rule: {
+      family,
+      table,
+      chain: name,
+      handle,
+      comment: "microvm-net",
+      expr: [{ match: { op: "==", left: { meta: { key } }, right: G } }, { accept: null }],
+    },
+  });
+  const native = async (items: Array<Record<string, unknown>>) =>
+    (await findForeignBlocks(fakeNft(items), { table: "microvm_net", tapGroup: G })).filter(
+      (b) => b.kind === "nftables",
+    );
+
+  it("skips our table, ip6, and chains that cannot drop; reports the rest and their integration", async () => {
+    const items = [
+      ...chain("ip", "microvm_net", "guest_forward"),
+      ...chain("ip6", "fw6", "forward"),
+      ...chain("inet", "open", "forward", "accept"),
+      ...chain("inet", "fw", "forward"),
+      ...chain("ip", "half", "fwd"),
+      ours("ip", "half", "fwd", "iifgroup", 3),
+      ...chain("ip", "done", "fwd"),
+      ours("ip", "done", "fwd", "iifgroup", 3),
+      ours("ip", "done", "fwd", "oifgroup", 4),
+    ];
+    expect((await native(items)).map((b) => [b.family, b.table, b.chain, b.integrated])).toEqual([
+      ["inet", "fw", "forward", false],
+      ["ip", "half", "fwd", false],
+      ["ip", "done", "fwd", true],
+    ]);
+  });
+
+  it("marks a table owned by another process (flag owner) and says to use that tool", async () => {
+    const [b] = await native(chain("inet", "firewalld", "filter_FORWARD", "drop", ["owner"]));
+    expect(b).toMatchObject({
+      owned: true,
+      integrated: false,
+      fix: expect.stringMatching(/owned by another/),
+    });
   });
 });
