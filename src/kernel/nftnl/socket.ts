@@ -133,7 +133,11 @@ export class NftnlSocket {
     sysSend(this.fd, buf, what);
     const msgs: NlMsg[] = [];
     let failure: KernelError | undefined;
-    for (;;) {
+    // Each message asking for an ACK gets exactly one answer (ACK or error), sent after any reply
+    // data; once all are in, nothing more is coming, which saves the final empty recv. A batch whose
+    // commit failed gets one error on BEGIN instead (its per-message ACKs are dropped), and the
+    // loop then reads until the queue is empty.
+    while (wantAck.size > 0 || failure) {
       const n = sysRecv(this.fd, this.rbuf, MSG_TRUNC, what);
       if (n < 0) break;
       if (n > this.rbuf.length) {
