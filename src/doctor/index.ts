@@ -15,6 +15,7 @@ import { checkFirewalls } from "./firewalls.js";
 import { checkForwarding } from "./forwarding.js";
 import { checkNftables } from "./nftables.js";
 import { type DoctorReport, makeReport } from "./report.js";
+import { checkRouteLocalnet } from "./route-localnet.js";
 import { checkStaleLoopback } from "./stale-loopback.js";
 import { checkStaleMappings } from "./stale-mappings.js";
 import { checkStaleTaps } from "./stale-taps.js";
@@ -37,6 +38,7 @@ export const CHECKS: Check[] = [
   checkStaleTaps,
   checkStaleMappings,
   checkStaleLoopback,
+  checkRouteLocalnet,
 ];
 
 /**

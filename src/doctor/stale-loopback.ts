@@ -18,7 +18,8 @@ export function loopbackHintDir(stateDir: string): string {
   return join(stateDir, `localnet-${netnsId()}`);
 }
 
-function coversLoopback(m: Mapping): boolean {
+/** True when the host reaches mapping `m` through 127.0.0.1 (the rule of src/api/portmap.ts). */
+export function coversLoopback(m: Mapping): boolean {
   return m.host.kind === "any" || (m.host.kind === "address" && m.host.ip.startsWith("127."));
 }
 

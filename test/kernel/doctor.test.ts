@@ -276,6 +276,32 @@ kernelDescribe("mvnet doctor", () => {
     }
   });
 
+  it("warns about route_localnet on all interfaces, and on a TAP of ours no loopback mapping needs", () => {
+    sh("ip", ["tuntap", "add", "mode", "tap", "name", "lnet0"]);
+    sh("ip", ["link", "set", "lnet0", "alias", "microvm-net", "group", String(0x6d76), "up"]);
+    sh("ip", ["addr", "add", "10.200.5.1", "peer", "10.200.5.5", "dev", "lnet0"]);
+    writeFileSync("/proc/sys/net/ipv4/conf/lnet0/route_localnet", "1");
+    writeFileSync("/proc/sys/net/ipv4/conf/all/route_localnet", "1");
+    try {
+      const { code, report } = cliDoctor();
+      expect(find(report, "net.route_localnet")).toEqual([
+        expect.objectContaining({ severity: "warn", data: { key: "net.ipv4.conf.all.route_localnet" } }),
+      ]);
+      expect(find(report, "stale.route-localnet")).toEqual([
+        expect.objectContaining({
+          severity: "warn",
+          fix: "sysctl -w net.ipv4.conf.lnet0.route_localnet=0",
+          data: { tap: "lnet0", peers: ["10.200.5.5"] },
+        }),
+      ]);
+      expect(code).toBe(0);
+    } finally {
+      writeFileSync("/proc/sys/net/ipv4/conf/all/route_localnet", "0");
+      sh("ip", ["link", "del", "lnet0"]);
+    }
+    expect(severityOf(cliDoctor().report, "net.route_localnet")).toEqual(["ok"]);
+  });
+
   describe("checks in this process", () => {
     let nl: NetlinkSocket;
     let nft: NftApplier;
