@@ -10,16 +10,7 @@
 import { endianness } from "node:os";
 import { AlreadyExistsError, KernelError } from "../core/errors.js";
 import { validateId, validateIfName } from "../core/validate.js";
-import {
-  O_CLOEXEC,
-  O_NONBLOCK,
-  O_RDWR,
-  sysClose,
-  sysIfNameToIndex,
-  sysIoctlInt,
-  sysIoctlPtr,
-  sysOpen,
-} from "./ffi.js";
+import { O_CLOEXEC, O_NONBLOCK, O_RDWR, sysClose, sysIoctlInt, sysIoctlPtr, sysOpen } from "./ffi.js";
 
 const IOC_WRITE = 1;
 const IOC_READ = 2;
@@ -141,14 +132,6 @@ export function tapCreateOpen(options: TapCreateOptions): number {
     sysClose(fd);
     throw err;
   }
-}
-
-/**
- * The ifindex of the TAP just made by {@link tapCreateOpen} (if_nametoindex(3): one ioctl, no
- * netlink round trip). @throws KernelError.
- */
-export function tapIndex(name: string): number {
-  return sysIfNameToIndex(validateIfName(name), `creating TAP ${name}`);
 }
 
 /**
