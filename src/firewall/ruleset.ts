@@ -160,7 +160,7 @@ function setText(items: readonly string[]): string {
 
 /**
  * The port-mapping skeleton: three maps keyed by protocol (value `guest ip . guest port`) and the
- * chains that DNAT through them; also the four per-guest policy sets (guest-policy.ts), empty, so a
+ * chains that DNAT through them; also the six per-guest policy sets (guest-policy.ts), empty, so a
  * guest's policy can be written whether or not the host is bootstrapped (only the bootstrap part's
  * rules read them).
  *
@@ -188,7 +188,9 @@ export function renderSkeleton(tableName: string = DEFAULT_TABLE): string {
     `add map ${t} ${MAP_NAMES.any} { type inet_proto . inet_service : ${value}; }`,
     `add map ${t} ${MAP_NAMES.address} { type inet_proto . ipv4_addr . inet_service : ${value}; }`,
     `add map ${t} ${MAP_NAMES.interface} { type inet_proto . ifname . inet_service : ${value}; }`,
+    `add set ${t} ${POLICY_SETS.allowExact} { type ${POLICY_KEY}; }`,
     `add set ${t} ${POLICY_SETS.allow} { type ${POLICY_KEY}; flags interval; }`,
+    `add set ${t} ${POLICY_SETS.hostExact} { type ${POLICY_KEY}; }`,
     `add set ${t} ${POLICY_SETS.host} { type ${POLICY_KEY}; flags interval; }`,
     `add set ${t} ${POLICY_SETS.bound} { type iface_index; }`,
     `add set ${t} ${POLICY_SETS.mac} { type iface_index . ether_addr . ipv4_addr; }`,
@@ -310,6 +312,7 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
   }
   if (dnsMatch) lines.push(`add rule ${t} guest_forward ip saddr ${s} ${dnsMatch} accept`);
   lines.push(
+    `add rule ${t} guest_forward ip saddr ${s} ${perGuest} @${POLICY_SETS.allowExact} accept`,
     `add rule ${t} guest_forward ip saddr ${s} ${perGuest} @${POLICY_SETS.allow} accept`,
     `add rule ${t} guest_forward ip saddr ${s} ip daddr ${s} drop`,
   );
@@ -333,6 +336,7 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
   }
   if (dnsMatch) lines.push(`add rule ${t} guest_input ip saddr ${s} ${dnsMatch} accept`);
   lines.push(
+    `add rule ${t} guest_input ip saddr ${s} ${perGuest} @${POLICY_SETS.hostExact} accept`,
     `add rule ${t} guest_input ip saddr ${s} ${perGuest} @${POLICY_SETS.host} accept`,
     `add rule ${t} guest_input ip saddr ${s} meta l4proto tcp reject with tcp reset`,
     `add rule ${t} guest_input ip saddr ${s} reject`,

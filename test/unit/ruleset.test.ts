@@ -35,7 +35,9 @@ const SKELETON = `add table ip microvm_net
 add map ip microvm_net pm_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
 add map ip microvm_net pm_addr { type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service; }
 add map ip microvm_net pm_iif { type inet_proto . ifname . inet_service : ipv4_addr . inet_service; }
+add set ip microvm_net guest_allow_exact { type ipv4_addr . ipv4_addr . inet_proto . inet_service; }
 add set ip microvm_net guest_allow { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; }
+add set ip microvm_net guest_host_exact { type ipv4_addr . ipv4_addr . inet_proto . inet_service; }
 add set ip microvm_net guest_host { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; }
 add set ip microvm_net tap_bound { type iface_index; }
 add set ip microvm_net tap_mac { type iface_index . ether_addr . ipv4_addr; }
@@ -67,6 +69,7 @@ flush chain ip microvm_net guest_forward
 add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 ct state established,related accept
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ct state established,related accept
 add rule ip microvm_net guest_forward ct status dnat ip daddr 10.200.0.0/16 accept
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_allow_exact accept
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr 10.200.0.0/16 drop
 add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, 127.0.0.0/8 } drop
@@ -75,6 +78,7 @@ add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 drop
 flush chain ip microvm_net guest_input
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ct state established,related accept
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 icmp type echo-request accept
+add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_host_exact accept
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 meta l4proto tcp reject with tcp reset
 add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 reject
@@ -155,6 +159,7 @@ add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 192.168.1.53 } ac
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 169.254.169.254 tcp dport 80 accept
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 10.9.0.0/16 udp dport 8000-8010 accept
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_allow_exact accept
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 172.31.0.0/20 drop
 add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 10.0.0.0/8, 192.168.0.0/16 } drop
@@ -166,6 +171,7 @@ add rule ip t2 guest_input ip saddr 172.31.0.0/20 icmp type echo-request accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 tcp dport { 53 } accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 udp dport { 53, 123 } accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_host_exact accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 meta l4proto tcp reject with tcp reset
 add rule ip t2 guest_input ip saddr 172.31.0.0/20 reject
@@ -459,8 +465,9 @@ describe("per-guest policy (guest-policy.ts)", () => {
       bind: { tap: 7, mac: "06:00:0A:C8:00:02" },
     });
     expect(renderPolicyAdd("microvm_net", p)).toBe(
-      "add element ip microvm_net guest_allow { 10.200.0.2 . 169.254.169.254/32 . tcp . 80, 10.200.0.2 . 10.200.0.1/32 . tcp . 53, 10.200.0.2 . 10.200.0.1/32 . udp . 53 }\n" +
-        "add element ip microvm_net guest_host { 10.200.0.2 . 0.0.0.0/0 . tcp . 22, 10.200.0.2 . 10.200.0.1/32 . tcp . 53, 10.200.0.2 . 10.200.0.1/32 . udp . 53 }\n" +
+      "add element ip microvm_net guest_allow_exact { 10.200.0.2 . 169.254.169.254 . tcp . 80, 10.200.0.2 . 10.200.0.1 . tcp . 53, 10.200.0.2 . 10.200.0.1 . udp . 53 }\n" +
+        "add element ip microvm_net guest_host { 10.200.0.2 . 0.0.0.0/0 . tcp . 22 }\n" +
+        "add element ip microvm_net guest_host_exact { 10.200.0.2 . 10.200.0.1 . tcp . 53, 10.200.0.2 . 10.200.0.1 . udp . 53 }\n" +
         "add element ip microvm_net tap_bound { 7 }\n" +
         "add element ip microvm_net tap_mac { 7 . 06:00:0a:c8:00:02 . 10.200.0.2 }\n",
     );
@@ -478,7 +485,9 @@ describe("per-guest policy (guest-policy.ts)", () => {
     );
     expect(renderPolicyAdd("microvm_net", buildPolicy("10.200.0.4"))).toBe("");
     expect(renderListPolicies("microvm_net")).toEqual([
+      "list set ip microvm_net guest_allow_exact\n",
       "list set ip microvm_net guest_allow\n",
+      "list set ip microvm_net guest_host_exact\n",
       "list set ip microvm_net guest_host\n",
       "list set ip microvm_net tap_bound\n",
       "list set ip microvm_net tap_mac\n",
@@ -522,11 +531,12 @@ describe("per-guest policy (guest-policy.ts)", () => {
                   { range: [0, 65535] },
                 ],
               },
-              { concat: ["10.200.0.2", "169.254.169.254", "tcp", 80] },
+              { concat: ["10.200.0.2", { prefix: { addr: "169.254.169.0", len: 24 } }, "tcp", 80] },
               { concat: ["10.200.0.3", "192.0.2.1", "udp", { range: [53, 54] }] },
             ],
           },
         },
+        { set: { name: "guest_allow_exact", elem: [{ concat: ["10.200.0.2", "192.0.2.53", "udp", 53] }] } },
         {
           set: {
             name: "guest_host",
@@ -547,7 +557,11 @@ describe("per-guest policy (guest-policy.ts)", () => {
     });
     const all = parsePolicies(json);
     const a = all.get("10.200.0.2");
-    expect(a?.allow.map(elementToEntry)).toEqual(["10.0.0.0/8", "169.254.169.254:80/tcp"]);
+    expect(a?.allow.map(elementToEntry)).toEqual([
+      "10.0.0.0/8",
+      "169.254.169.0/24:80/tcp",
+      "192.0.2.53:53/udp",
+    ]);
     expect(a?.host.map(elementToEntry)).toEqual(["0.0.0.0/0:22/tcp"]);
     expect(a?.bind).toEqual({ tap: "fc-tap0", mac: "06:00:0a:c8:00:02" });
     expect(a?.extraBinds).toEqual([{ tap: 12, mac: "06:00:0a:c8:00:02" }]);
