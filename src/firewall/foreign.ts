@@ -10,9 +10,11 @@
  * x_tables ruleset (through `iptables-legacy-save`, read-only; see iptables.ts).
  */
 import { UnsupportedError } from "../core/errors.js";
+import { readXtTable } from "../kernel/xtables.js";
 import { blockReason, type ModelChain, type ModelRule, passesBothWays, ruleCanDrop } from "./chain-model.js";
 import { INTEGRATION_COMMENT, legacySave, legacyTableNames, parseIptablesSave } from "./iptables.js";
 import type { NftApplier } from "./nft.js";
+import { parseXtTable } from "./xt-parse.js";
 
 /** Where a foreign firewall lives. */
 export type ForeignKind = "iptables-nft" | "nftables" | "iptables-legacy";
@@ -270,8 +272,10 @@ export function iptablesTarget(chains: ReadonlyMap<string, ModelChain>, table: s
  *     DOCKER-USER is where the integration goes when FORWARD jumps to it);
  * (b) native nftables forward-hook base chains in family ip/inet, other than our table and
  *     iptables-nft's, with policy drop or drop/reject rules (also through jumps);
- * (c) the legacy x_tables ruleset, when /proc/net/ip_tables_names is not empty: read by spawning
- *     `iptables-legacy-save` (read-only); when it is missing, one `unreadable` block is returned.
+ * (c) the legacy x_tables ruleset, when /proc/net/ip_tables_names is not empty: read from the kernel
+ *     by getsockopt(IPT_SO_GET_INFO / IPT_SO_GET_ENTRIES) through koffi (needs CAP_NET_ADMIN and
+ *     CAP_NET_RAW); without them by spawning `iptables-legacy-save` (read-only); when that is missing
+ *     too, one `unreadable` block is returned.
  * A chain's rules that may not match guest traffic (e.g. `ip saddr X drop`) still count: the reader
  * does not evaluate matches, so "would drop" means "can drop".
  * @returns the blocks, natives first; empty when nothing drops guest traffic.
@@ -340,10 +344,27 @@ export async function findForeignBlocks(nft: NftApplier, opts: ForeignOptions): 
   return blocks;
 }
 
-async function legacyBlocks(g: number): Promise<ForeignBlock[]> {
-  let text: string | undefined;
+/**
+ * The legacy tables' chains: read from the kernel (getsockopt, src/kernel/xtables.ts) when this
+ * process may; else by spawning iptables-legacy-save (read-only). Only tables the kernel lists in
+ * /proc/net/ip_tables_names are asked for, so none is instantiated by asking.
+ */
+async function legacyModels(g: number): Promise<Map<string, Map<string, ModelChain>>> {
+  const names = legacyTableNames().filter((n) => IPTABLES_TABLES.has(n));
+  if (names.length === 0) return new Map();
   try {
-    text = await legacySave();
+    return new Map(names.map((n) => [n, parseXtTable(readXtTable(n), g)]));
+  } catch {
+    // EPERM without CAP_NET_RAW/CAP_NET_ADMIN, or a table that vanished: the tool's reading decides.
+  }
+  const text = await legacySave();
+  return text === undefined ? new Map() : parseIptablesSave(text, g);
+}
+
+async function legacyBlocks(g: number): Promise<ForeignBlock[]> {
+  let tables: Map<string, Map<string, ModelChain>>;
+  try {
+    tables = await legacyModels(g);
   } catch (e) {
     if (!(e instanceof UnsupportedError)) throw e;
     return [
@@ -360,9 +381,8 @@ async function legacyBlocks(g: number): Promise<ForeignBlock[]> {
       },
     ];
   }
-  if (text === undefined) return [];
   const out: ForeignBlock[] = [];
-  for (const [table, models] of parseIptablesSave(text, g)) {
+  for (const [table, models] of tables) {
     if (!IPTABLES_TABLES.has(table) || !models.has("FORWARD")) continue;
     const reason = blockReason(models, "FORWARD");
     if (!reason) continue;

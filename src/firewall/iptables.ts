@@ -176,8 +176,8 @@ function saveRule(w: string[], tapGroup: number, chains: ReadonlyMap<string, Mod
 /**
  * Reads the legacy (x_tables) IPv4 ruleset by running `iptables-legacy-save` — read-only: it only
  * dumps the tables listed in /proc/net/ip_tables_names (asking for one with `-t` could make the
- * kernel instantiate it). A koffi getsockopt(IPT_SO_GET_INFO / IPT_SO_GET_ENTRIES) reader would
- * avoid the process; not written yet.
+ * kernel instantiate it). The fallback of foreign.ts when the kernel cannot be asked directly
+ * (src/kernel/xtables.ts needs CAP_NET_ADMIN and CAP_NET_RAW).
  * @returns the dump text, or undefined when no legacy table is loaded.
  * @throws UnsupportedError when tables are loaded but iptables-legacy-save is missing;
  *   FirewallError when it fails.

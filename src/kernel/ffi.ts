@@ -154,3 +154,18 @@ export function sysIfNameToIndex(name: string, context: string): number {
   if (index === 0) throw new KernelError(`if_nametoindex(${name})`, koffi.errno() || 19, context);
   return index;
 }
+
+const getsockoptFn = libc.func(
+  "int getsockopt(int fd, int level, int name, void *val, _Inout_ unsigned int *len)",
+);
+
+/**
+ * `getsockopt(2)` into `buf` (in and out: some options, such as x_tables' IPT_SO_GET_ENTRIES, read
+ * a request from the buffer and overwrite it with the answer).
+ * @returns the length the kernel wrote. @throws KernelError.
+ */
+export function sysGetsockopt(fd: number, level: number, name: number, buf: Buffer, context: string): number {
+  const len = [buf.length];
+  check(getsockoptFn(fd, level, name, buf, len), `getsockopt(${name})`, context);
+  return len[0] as number;
+}

@@ -10,6 +10,8 @@ import { checkFirewalls } from "../../src/doctor/firewalls.js";
 import type { DoctorContext } from "../../src/doctor/types.js";
 import { findForeignBlocks } from "../../src/firewall/foreign.js";
 import { type NftApplier, openNft } from "../../src/firewall/index.js";
+import { parseIptablesSave } from "../../src/firewall/iptables.js";
+import { parseXtTable } from "../../src/firewall/xt-parse.js";
 import {
   addPortMapping,
   bootstrap,
@@ -19,6 +21,7 @@ import {
   deleteTap,
   teardown,
 } from "../../src/index.js";
+import { readXtTable } from "../../src/kernel/xtables.js";
 import { readIntegrationState } from "../../src/store/integration-state.js";
 import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
 import { type Internet, kernelDescribe, makeInternet, sh } from "../helpers/kernel.js";
@@ -251,6 +254,23 @@ kernelDescribe("coexistence with other firewalls at the forward hook", () => {
         expect(sh("iptables-legacy", ["-S", "FORWARD"])).toContain(
           "-A FORWARD -m devgroup --src-group 0x6d76 -m comment --comment microvm-net -j ACCEPT",
         );
+        // The kernel reading (getsockopt) and the tool's reading agree, user chains and gotos included.
+        sh("iptables-legacy", ["-N", "EXTRA"]);
+        sh("iptables-legacy", ["-A", "EXTRA", "-o", "eth9", "-j", "REJECT"]);
+        sh("iptables-legacy", ["-A", "FORWARD", "-i", "eth9", "-g", "EXTRA"]);
+        const fromKernel = [...parseXtTable(readXtTable("filter"), DEFAULT_TAP_GROUP)].sort();
+        const fromTool = [
+          ...(parseIptablesSave(sh("iptables-legacy-save", []), DEFAULT_TAP_GROUP).get("filter") ?? []),
+        ].sort();
+        expect(fromKernel).toEqual(fromTool);
+        expect(fromKernel.find(([n]) => n === "FORWARD")?.[1].rules.map((r) => r.ours ?? r.verdict)).toEqual([
+          "from-tap",
+          "to-tap",
+          "goto",
+        ]);
+        sh("iptables-legacy", ["-D", "FORWARD", "-i", "eth9", "-g", "EXTRA"]);
+        sh("iptables-legacy", ["-F", "EXTRA"]);
+        sh("iptables-legacy", ["-X", "EXTRA"]);
       },
     );
   });
