@@ -44,6 +44,19 @@ export {
 } from "./api/tap.js";
 export * from "./core/errors.js";
 export type { Protocol } from "./core/validate.js";
+export {
+  CHECKS,
+  type Check,
+  type DoctorContext,
+  type DoctorOptions,
+  type DoctorReport,
+  doctor,
+  doctorExitCode,
+  type Finding,
+  formatReport,
+  runChecks,
+  type Severity,
+} from "./doctor/index.js";
 export { type GuestAddressing, guestBootArg, guestMac, prefixToNetmask } from "./guest/index.js";
 export {
   type Attachment,

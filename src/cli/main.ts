@@ -11,6 +11,7 @@ import { ValidationError } from "../core/errors.js";
 import { validatePort, validateProtocol } from "../core/validate.js";
 import { runDemo } from "./demo.js";
 import { runRealGuestDemo } from "./demo-real-guest.js";
+import { registerDoctorCommand } from "./doctor.js";
 import { EXIT, reportError } from "./exit.js";
 import { formatMappings, formatStatus, formatTaps } from "./format.js";
 import { registerHostCommands } from "./host-commands.js";
@@ -164,6 +165,7 @@ function build(): Command {
     });
 
   registerHostCommands(program);
+  registerDoctorCommand(program, g);
 
   program
     .command("demo")
