@@ -24,6 +24,7 @@ export {
   type GuestPolicyState,
   getGuestPolicy,
   setGuestPolicy,
+  unbindTap,
 } from "./api/guest-policy.js";
 export {
   addPortMapping,

@@ -16,6 +16,7 @@ import {
   renderListPolicies,
   renderPolicyAdd,
   renderPolicyRemove,
+  validateIfIndex,
 } from "../firewall/guest-policy.js";
 import { ensureSkeleton, type HostPort, type NftApplier, nftErrno } from "../firewall/index.js";
 import { linkGet } from "../kernel/netlink/index.js";
@@ -162,4 +163,34 @@ export async function getGuestPolicy(
     out.tap = p.bind.tap;
   }
   return out;
+}
+
+/**
+ * Removes the MAC bindings of one TAP (its `tap_bound` and `tap_mac` elements), whichever guest they
+ * name, in one transaction: for deleteTap to call before the link goes. Bindings are keyed by
+ * interface index, which the kernel never hands out again, so a binding left behind never applies
+ * to a new TAP of the same name; this only keeps the sets from growing.
+ * @param tap the TAP's name (while it exists) or its interface index.
+ * @returns how many bindings were removed (0 when there were none, or no table).
+ * @throws ValidationError for a bad name or index; FirewallError.
+ */
+export async function unbindTap(tap: string | number, options: NetworkOptions = {}): Promise<number> {
+  const key = typeof tap === "string" ? validateIfName(tap, "tap") : validateIfIndex(tap, "tap");
+  const ctx = context(options);
+  // nft lists an index as the interface's name while it exists, as a number once it is gone.
+  const link = await linkGet(ctx.netlink, key);
+  const keys = new Set<string | number>([key, ...(link ? [link.name, link.index] : [])]);
+  const nft = await ctx.nft();
+  const all = parsePolicies(await listPolicySets(nft, ctx.table));
+  let text = "";
+  let n = 0;
+  for (const p of all.values()) {
+    const binds = [...(p.bind ? [p.bind] : []), ...(p.extraBinds ?? [])].filter((b) => keys.has(b.tap));
+    for (const b of binds) {
+      text += renderPolicyRemove(ctx.table, { guestIp: p.guestIp, allow: [], host: [], bind: b });
+      n++;
+    }
+  }
+  if (text !== "") await nft.run(text);
+  return n;
 }

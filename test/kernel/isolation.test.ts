@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { closeShared } from "../../src/api/context.js";
-import { clearGuestPolicy, getGuestPolicy, setGuestPolicy } from "../../src/api/guest-policy.js";
+import { clearGuestPolicy, getGuestPolicy, setGuestPolicy, unbindTap } from "../../src/api/guest-policy.js";
 import { ValidationError } from "../../src/core/errors.js";
 import { type Attachment, HostNetwork } from "../../src/host/index.js";
 import { bootstrap, teardown } from "../../src/index.js";
@@ -301,5 +301,18 @@ kernelDescribe("isolation: guests reach the internet and what the operator allow
     expect(elems.split(c.guestIp).length - 1).toBe(1); // the old index's element is gone
     expect(await hn.detach("vm-c")).toBe(true);
     expect(await getGuestPolicy(c.guestIp)).toBeUndefined();
+  });
+
+  it("unbindTap removes a TAP's binding by name or index, and nothing else", async () => {
+    const d = await hn.attach("vm-d", { dns: [FAR.resolverVm] });
+    const index = ipJson<Array<{ ifindex: number }>>("link", "show", d.tap)[0]?.ifindex as number;
+    expect(await unbindTap(index)).toBe(1);
+    expect(await unbindTap(d.tap)).toBe(0);
+    const p = await getGuestPolicy(d.guestIp);
+    expect(p?.mac).toBeUndefined();
+    expect(p?.allow).toHaveLength(2); // its resolver stays
+    expect((await getGuestPolicy(a.guestIp))?.mac).toBe(a.guestMac);
+    await expect(unbindTap("bad name")).rejects.toThrow(ValidationError);
+    expect(await hn.detach("vm-d")).toBe(true);
   });
 });
