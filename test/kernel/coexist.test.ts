@@ -3,7 +3,7 @@
 // each: real guest packets (both directions) are dropped before the integration and pass after it;
 // a second forwarding path that is not a TAP stays dropped; findForeignBlocks and the doctor check
 // report the block before and "integrated" after; removal restores the foreign ruleset exactly.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { integrateHostFirewall, removeHostFirewallIntegration } from "../../src/api/integration.js";
 import { checkFirewalls } from "../../src/doctor/firewalls.js";
@@ -175,6 +175,19 @@ kernelDescribe("coexistence with other firewalls at the forward hook", () => {
       uninstall();
     }
   }
+
+  it("why iptables chains get iptables rules: a native nft rule there breaks iptables-nft -S and -save", () => {
+    sh("iptables-nft", ["-P", "FORWARD", "DROP"]);
+    try {
+      sh("nft", ["insert", "rule", "ip", "filter", "FORWARD", "meta", "iifgroup", "28022", "accept"]);
+      const run = spawnSync("iptables-nft", ["-S"], { encoding: "utf8" });
+      expect(run.status).not.toBe(0);
+      expect(run.stderr).toMatch(/Parsing nftables rule failed/);
+      expect(spawnSync("iptables-nft-save", [], { encoding: "utf8" }).status).not.toBe(0);
+    } finally {
+      sh("nft", ["delete", "table", "ip", "filter"]);
+    }
+  });
 
   it("Docker-like iptables-nft: FORWARD policy DROP, FORWARD -j DOCKER-USER (RETURN)", async () => {
     await scenario(
