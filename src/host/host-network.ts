@@ -11,15 +11,18 @@
  *    written in state `attaching`, naming this process as its owner;
  * 2. the TAP (createPointToPointTap with the VM's uid/gid/MTU, alias `microvm-net:<vmId>`);
  * 3. a permanent neighbour entry for the guest's MAC (no ARP round trip for the first packet);
- * 4. the port mappings (nftables map elements), then stale UDP conntrack entries of those ports;
+ * 4. the port mappings (nftables map elements) and the VM's policy elements — its MAC bound to its
+ *    TAP's index, its resolvers, its `allow` and `hostPorts` (firewall/guest-policy.ts) — in one
+ *    nftables transaction, then stale UDP conntrack entries of those ports;
  * 5. the record becomes `attached`.
  * Any failure undoes what was done, in reverse, and deletes the record. A process killed mid-way
  * leaves a record `attaching` whose owner is dead: the next `reconcile()` (or an attach of the same
  * VM) rolls it back.
  *
- * Detach: the record becomes `detaching`; mappings go first (so no packet for the VM can reach an
- * address about to be reused), then UDP conntrack entries towards the guest, then the TAP, then the
- * port holds and the record (which frees address, ports and name).
+ * Detach: the record becomes `detaching`; mappings and policy elements go first, in one transaction
+ * (so no packet for the VM can reach an address about to be reused, and nothing of its policy is left
+ * to a successor at the same address), then UDP conntrack entries towards the guest, then the TAP,
+ * then the port holds and the record (which frees address, ports and name).
  *
  * Held ports: in a long-lived process, every published host port stays bound by a socket of ours
  * from the moment it is picked until detach, so no other process can take it between our check and
