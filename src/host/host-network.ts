@@ -529,9 +529,10 @@ export class HostNetwork {
 
   /**
    * Brings the kernel to the recorded state: rolls back attaches and finishes detaches that a dead
-   * process left half-done, recreates missing TAPs, neighbour entries and mappings of attached VMs,
-   * removes our TAPs and map elements (towards our subnet) that no record explains, and holds the
-   * recorded ports (when holding is on). Work that another live process is doing is left alone.
+   * process left half-done, recreates missing TAPs, neighbour entries, mappings and policy elements
+   * of attached VMs (a TAP made again gets the VM's MAC bound to its new index), removes our TAPs, map
+   * elements (towards our subnet) and policy elements (of guests in our subnet, set through
+   * setGuestPolicy included) that no record explains, and holds the recorded ports (when holding is on). Work that another live process is doing is left alone.
    * Safe to run at any time, from any process; runs alone within this process.
    * @throws KernelError / FirewallError on the first failure (a rerun continues from there).
    */
