@@ -27,6 +27,11 @@ export {
   unbindTap,
 } from "./api/guest-policy.js";
 export {
+  type IntegrationResult,
+  integrateHostFirewall,
+  removeHostFirewallIntegration,
+} from "./api/integration.js";
+export {
   addPortMapping,
   type HostMatch,
   listPortMappings,
@@ -58,6 +63,7 @@ export {
   runChecks,
   type Severity,
 } from "./doctor/index.js";
+export { type ForeignBlock, findForeignBlocks } from "./firewall/foreign.js";
 export { type GuestAddressing, guestBootArg, guestMac, prefixToNetmask } from "./guest/index.js";
 export {
   type Attachment,

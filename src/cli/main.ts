@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { bootstrap, teardown } from "../api/bootstrap.js";
 import { closeShared, type NetworkOptions, SUBNET } from "../api/context.js";
+import { integrateHostFirewall } from "../api/integration.js";
 import { addPortMapping, listPortMappings, removePortMapping } from "../api/portmap.js";
 import { createPointToPointTap, createTap, deleteTap, listTaps } from "../api/tap.js";
 import { ValidationError } from "../core/errors.js";
@@ -57,7 +58,11 @@ function build(): Command {
       "exceptions to the blocked private ranges, e.g. a resolver 192.168.1.1/32",
       [],
     )
-    .action(async (o: { subnet: string; allowHost: string[]; allowDest: string[] }) => {
+    .option(
+      "--integrate",
+      "let our TAPs' traffic through other firewalls that drop at the forward hook (Docker, nftables, iptables-legacy); teardown removes it",
+    )
+    .action(async (o: { subnet: string; allowHost: string[]; allowDest: string[]; integrate?: boolean }) => {
       const guestToHost = o.allowHost.map((a) => {
         const [protocol, port] = a.split(":");
         return {
@@ -71,7 +76,18 @@ function build(): Command {
         guestToHost,
         allowedDestinations: o.allowDest,
       });
-      out(`bootstrapped ${subnet}`, { subnet });
+      if (!o.integrate) {
+        out(`bootstrapped ${subnet}`, { subnet });
+        return;
+      }
+      const r = await integrateHostFirewall(opts());
+      const still = r.remaining.length
+        ? `; still blocked: ${r.remaining.map((b) => b.reason).join("; ")}`
+        : "";
+      out(`bootstrapped ${subnet}; integrated ${r.inserted.length} chain(s)${still}`, {
+        subnet,
+        integration: r,
+      });
     });
 
   program
