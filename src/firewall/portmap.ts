@@ -128,22 +128,30 @@ function firewallError(e: unknown, m: Mapping): unknown {
 
 /**
  * A caller making mapping changes back to back would otherwise never yield (each change completes
- * inside its call): let the loop run once at least every few milliseconds. A marker in the check
- * phase notes when the loop last turned, so an occasional caller never pays for the hop.
+ * inside its call, so its promise settles without a loop turn): after LOOP_BUDGET_MS of changes
+ * without a turn, the next one waits for one. A marker in the check phase notes that the loop
+ * turned, so a caller whose changes are spread out never pays for the hop.
  */
 const LOOP_BUDGET_MS = 4;
-let lastTurn = performance.now();
-let markerPending = false;
+/** When the current run of changes without a loop turn began; undefined once the loop turned. */
+let heldSince: number | undefined;
+
+function startHold(now: number): void {
+  heldSince = now;
+  setImmediate(() => {
+    heldSince = undefined;
+  });
+}
 
 async function yieldIfHeld(): Promise<void> {
-  if (performance.now() - lastTurn > LOOP_BUDGET_MS) await new Promise<void>((r) => setImmediate(r));
-  if (!markerPending) {
-    markerPending = true;
-    setImmediate(() => {
-      markerPending = false;
-      lastTurn = performance.now();
-    });
+  const now = performance.now();
+  if (heldSince === undefined) {
+    startHold(now);
+    return;
   }
+  if (now - heldSince <= LOOP_BUDGET_MS) return;
+  await new Promise<void>((r) => setImmediate(r)); // runs after the marker: timers and I/O had their turn
+  startHold(performance.now());
 }
 
 /**

@@ -261,6 +261,23 @@ for (const path of ["auto", "libnftables"] as const) {
         expect(listMap("pm_iif", TABLE)).toEqual([]);
       });
 
+      it("changes made back to back still let the event loop turn", async () => {
+        let turned = false;
+        setImmediate(() => {
+          turned = true;
+        });
+        let calls = 0;
+        // Each netlink change settles without a loop turn; without the budget this loop would run all
+        // 3 000 calls before the immediate above.
+        while (!turned && calls < 3000) {
+          await addMapping(nft, TABLE, { ...web, hostPort: 10_000 + calls });
+          calls++;
+        }
+        expect(turned).toBe(true);
+        expect(calls).toBeLessThan(3000);
+        expect((await listMappings(nft, TABLE)).length).toBe(calls);
+      });
+
       it("after someone flushes the ruleset: add makes the skeleton again, remove reports absent", async () => {
         await addMapping(nft, TABLE, web);
         sh("nft", ["flush", "ruleset"]);
