@@ -16,17 +16,22 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import {
   addPortMapping,
   bootstrap,
+  clearGuestPolicy,
   closeShared,
   createPointToPointTap,
   createTap,
   DEFAULT_TABLE,
   deleteTap,
+  doctor,
+  getGuestPolicy,
   HostNetwork,
   listPortMappings,
   listTaps,
   MvnetError,
   removePortMapping,
+  setGuestPolicy,
   teardown,
+  unbindTap,
   ValidationError,
 } from "../../src/index.js";
 import { kernelDescribe } from "../helpers/kernel.js";
@@ -39,10 +44,10 @@ const params = (numRuns: number): fc.Parameters<unknown> => ({
   interruptAfterTimeLimit: TIME_LIMIT_MS * SCALE,
   ...(SEED === undefined ? {} : { seed: SEED }),
 });
-const BAD_RUNS = 20;
-const GOOD_RUNS = 10;
+const BAD_RUNS = 15;
+const GOOD_RUNS = 8;
 /** A property stops drawing new inputs after this long (a loaded machine), and passes on what it ran. */
-const TIME_LIMIT_MS = 30_000;
+const TIME_LIMIT_MS = 20_000;
 const TEST_TIMEOUT_MS = 120_000;
 
 // ---------------------------------------------------------------- arbitraries
@@ -716,6 +721,107 @@ kernelDescribe("property: every other public function on a populated namespace",
       .map((v): BadValue => ({ value: { publish: v }, field: "" })),
   );
 
+  // Guest policies (setGuestPolicy), for guests outside everything above.
+  const policyGuest = fc.tuple(octet, fc.integer({ min: 1, max: 254 })).map(([c, d]) => `10.250.${c}.${d}`);
+  const allowEntry = fc.oneof(
+    fc
+      .tuple(
+        unicastIPv4,
+        fc.option(fc.integer({ min: 8, max: 32 }), { nil: undefined }),
+        fc.option(fc.tuple(validPort, fc.option(fc.nat(100), { nil: undefined })), { nil: undefined }),
+        fc.option(fc.constantFrom("tcp", "udp"), { nil: undefined }),
+      )
+      .map(
+        ([a, p, port, proto]) =>
+          `${a}${p === undefined ? "" : `/${p}`}${port === undefined ? "" : `:${port[0]}${port[1] === undefined ? "" : `-${Math.min(65535, port[0] + port[1])}`}`}${proto === undefined ? "" : `/${proto}`}`,
+      ),
+    fc.record(
+      { cidr: unicastIPv4, protocol: fc.constantFrom("tcp", "udp"), port: validPort },
+      { requiredKeys: ["cidr"] },
+    ),
+  );
+  const unicastMac = fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 6, maxLength: 6 }).map((b) => {
+    b[0] = ((b[0] as number) & 0xfe) | 0x02;
+    return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+  });
+  const guestPolicy = fc
+    .tuple(
+      fc.record(
+        {
+          allow: fc.array(allowEntry, { maxLength: 4 }),
+          hostPorts: fc.array(fc.record({ protocol: fc.constantFrom("tcp", "udp"), port: validPort }), {
+            maxLength: 3,
+          }),
+          dns: fc.array(anyIPv4, { maxLength: 2 }),
+        },
+        { requiredKeys: [] },
+      ),
+      fc.option(unicastMac, { nil: undefined }),
+    )
+    .map(([p, mac]) => (mac === undefined ? p : { ...p, mac, tap: PRE_TAP }));
+  const badPolicy = fc
+    .oneof(
+      bad(
+        "policy",
+        nonObject.filter((v) => v !== undefined),
+      ),
+      badOption(fc.constant({}), "allow", fc.constantFrom<unknown>(5, "10.0.0.0/8", {})),
+      badOption(
+        fc.constant({}),
+        "allow",
+        fc
+          .oneof(
+            badIPv4String,
+            fc.constantFrom<unknown>(
+              "10.0.0.0/33",
+              "10.0.0.1:0",
+              "10.0.0.1:70000",
+              "10.0.0.1:90-80",
+              "10.0.0.1/icmp",
+              null,
+              5,
+            ),
+            fc.constantFrom<unknown>(
+              { cidr: "10.1" },
+              { cidr: "10.0.0.1", port: 0 },
+              { cidr: "10.0.0.1", protocol: "icmp" },
+            ),
+          )
+          .map((e) => [e]),
+      ),
+      badOption(
+        fc.constant({}),
+        "hostPorts",
+        fc.constantFrom<unknown>(5, [null], [{ protocol: "icmp", port: 5 }], [{ protocol: "tcp", port: 0 }]),
+      ),
+      badOption(
+        fc.constant({}),
+        "dns",
+        fc.oneof(
+          badIPv4.map((d) => [d]),
+          fc.constantFrom<unknown>(5, "1.1.1.1"),
+        ),
+      ),
+      badOption(
+        fc.constant({ tap: PRE_TAP }),
+        "mac",
+        fc.constantFrom<unknown>(
+          "01:00:00:00:00:01",
+          "00:00:00:00:00:00",
+          "zz:00:00:00:00:01",
+          "02:00:00:00:01",
+          5,
+        ),
+      ),
+      badOption(
+        fc.constant({ mac: "02:00:00:00:00:01" }),
+        "tap",
+        fc.constantFrom<unknown>("no-such-tap", "a b", 5),
+      ),
+      fc.constant<BadValue>({ value: { mac: "02:00:00:00:00:01" }, field: "tap" }),
+    )
+    .map((b) => ({ ...b, field: b.field === "policy" ? "policy" : "" }));
+
   const table = (): Entry[] => [
     {
       name: "createTap",
@@ -907,6 +1013,57 @@ kernelDescribe("property: every other public function on a populated namespace",
       ),
       // PRE_VM is live: nothing to drop.
       good: fc.array(validVmId, { maxLength: 4 }).map((ids) => [[PRE_VM, ...ids]]),
+    },
+    {
+      name: "setGuestPolicy → clearGuestPolicy",
+      call: (...a) => setGuestPolicy(...(a as Parameters<typeof setGuestPolicy>)),
+      bad: oneBad([
+        { good: policyGuest, bad: bad("guestIp", badIPv4) },
+        { good: guestPolicy, bad: badPolicy },
+      ]),
+      good: fc.tuple(policyGuest, guestPolicy),
+      undo: async (a) => {
+        await clearGuestPolicy(a[0] as string);
+        expect(await getGuestPolicy(a[0] as string)).toBeUndefined();
+      },
+    },
+    {
+      name: "clearGuestPolicy / getGuestPolicy",
+      call: async (ip) => {
+        expect(await getGuestPolicy(ip as string)).toBeUndefined();
+        return clearGuestPolicy(ip as string);
+      },
+      bad: bad("guestIp", badIPv4).map((b) => ({ args: [b.value], field: b.field })),
+      good: policyGuest.map((ip) => [ip]), // no policy there: nothing to clear
+    },
+    {
+      name: "unbindTap",
+      call: (t) => unbindTap(t as string | number),
+      bad: fc.oneof(
+        bad("tap", badIfNameString).map((b) => ({ args: [b.value], field: b.field })),
+        bad("tap", fc.constantFrom<unknown>(0, -1, 1.5, NaN, 2 ** 31, null, true, {})).map((b) => ({
+          args: [b.value],
+          field: b.field,
+        })),
+      ),
+      // No binding anywhere for these: 0 removed, nothing changes.
+      good: fc
+        .oneof(newTapName, fc.constant(PRE_TAP), fc.integer({ min: 1, max: 0x7fffffff }))
+        .map((t) => [t]),
+    },
+    {
+      name: "doctor",
+      call: (o) => doctor(o as never),
+      bad: fc
+        .oneof(
+          badOption(fc.constant({}), "table", badTable),
+          badOption(fc.constant({}), "tapGroup", badGroup),
+        )
+        .map((b) => ({ args: [{ ...(b.value as object), stateDir: stateDir(), dbPath: db() }], field: "" })),
+      // Read-only: the report, and nothing changed.
+      good: fc
+        .constantFrom<unknown[]>([{}], [{ table: DEFAULT_TABLE }])
+        .map(([o]) => [{ ...(o as object), stateDir: stateDir(), dbPath: db() }]),
     },
     {
       name: "HostNetwork.reconcile",
