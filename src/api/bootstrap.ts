@@ -14,6 +14,7 @@ import { addrList, defaultRoute } from "../kernel/netlink/index.js";
 import { sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { readBootstrapState, removeBootstrapState, writeBootstrapState } from "../store/bootstrap-state.js";
 import { type Context, context, type NetworkOptions, SUBNET } from "./context.js";
+import { removeHostFirewallIntegration } from "./integration.js";
 import { clearLoopback } from "./loopback.js";
 import { listTaps } from "./tap.js";
 
@@ -109,7 +110,8 @@ async function refuseHostOverlap(ctx: Context, c: Cidr): Promise<void> {
 
 /**
  * Undoes {@link bootstrap} and every port mapping: deletes our nftables table in one transaction and
- * restores the sysctls bootstrap changed to their recorded values. Works after the default route
+ * restores the sysctls bootstrap changed to their recorded values; first removes the rules
+ * {@link integrateHostFirewall} put into other firewalls (`mvnet bootstrap --integrate`), if any. Works after the default route
  * moved or vanished (no rule names an interface), from any process, and when nothing is set up.
  * TAPs are not touched (delete them with deleteTap).
  * @throws FirewallError / KernelError; the state file is kept until the undo has succeeded.
@@ -118,6 +120,7 @@ export async function teardown(options: NetworkOptions = {}): Promise<void> {
   const ctx = context(options);
   const state = readBootstrapState(ctx.stateDir);
   const nft = await ctx.nft();
+  await removeHostFirewallIntegration(options);
   await teardownFirewall(nft, options.table ?? state?.table ?? ctx.table);
   await clearLoopback(ctx);
   for (const [path, value] of Object.entries(state?.sysctls ?? {})) sysctlSet(path, value);

@@ -4,6 +4,7 @@
 // a second forwarding path that is not a TAP stays dropped; findForeignBlocks and the doctor check
 // report the block before and "integrated" after; removal restores the foreign ruleset exactly.
 import { spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { integrateHostFirewall, removeHostFirewallIntegration } from "../../src/api/integration.js";
 import { checkFirewalls } from "../../src/doctor/firewalls.js";
@@ -31,6 +32,7 @@ const GUEST_MAC = "06:00:0a:c8:00:02";
 const LAN_IP = "172.31.0.2";
 const SCOPE = { table: DEFAULT_TABLE, tapGroup: DEFAULT_TAP_GROUP };
 const MISS_MS = 1000;
+const root = new URL("../..", import.meta.url).pathname;
 
 /** `nft -j list ruleset` without counter values (traffic changes them, rules do not). */
 function nftSnapshot(): string {
@@ -317,6 +319,45 @@ kernelDescribe("coexistence with other firewalls at the forward hook", () => {
       sh("nft", ["delete", "table", "ip", "filter"]);
       sh("nft", ["delete", "table", "inet", "fw"]);
       sh("iptables-legacy", ["-P", "FORWARD", "ACCEPT"]);
+    }
+  });
+
+  it("`mvnet bootstrap --integrate` lets guests through Docker's DROP; `mvnet teardown` takes it out again", async () => {
+    const save = () =>
+      sh("iptables-nft-save", [])
+        .split("\n")
+        .filter((l) => !l.startsWith("#"))
+        .map((l) => l.replace(/\[\d+:\d+\]/, ""))
+        .join("\n");
+    const mvnet = (...args: string[]) => {
+      const r = spawnSync(
+        join(root, "node_modules", ".bin", "tsx"),
+        [join(root, "src", "cli", "main.ts"), ...args],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      return r.stdout;
+    };
+    sh("iptables-nft", ["-P", "FORWARD", "DROP"]);
+    sh("iptables-nft", ["-N", "DOCKER-USER"]);
+    sh("iptables-nft", ["-A", "DOCKER-USER", "-j", "RETURN"]);
+    sh("iptables-nft", ["-A", "FORWARD", "-j", "DOCKER-USER"]);
+    try {
+      const before = save();
+      expect(await guestOut()).toBe(false);
+      expect(mvnet("bootstrap", "--integrate")).toMatch(/integrated 1 chain\(s\)$/m);
+      expect(sh("iptables-nft", ["-S", "DOCKER-USER"])).toContain("--src-group 0x6d76");
+      expect(await guestOut()).toBe(true);
+      expect(await lanOut()).toBe(false);
+      mvnet("teardown");
+      expect(save()).toBe(before);
+      expect(readIntegrationState("/run/microvm-net")).toBeUndefined();
+    } finally {
+      sh("nft", ["delete", "table", "ip", "filter"]);
+      await bootstrap();
     }
   });
 });
