@@ -1,7 +1,8 @@
 // Pure frame builders and parsers for tests that read and write a TAP: Ethernet II, ARP (RFC 826),
-// IPv4 (RFC 791), UDP (RFC 768), TCP (RFC 9293), the internet checksum (RFC 1071) and the
-// virtio_net_hdr prefix a TAP opened with IFF_VNET_HDR puts before every frame
-// (include/uapi/linux/virtio_net.h). No I/O here.
+// IPv4 (RFC 791), ICMP echo (RFC 792), UDP (RFC 768), TCP (RFC 9293), the internet checksum
+// (RFC 1071), IPv6 (RFC 8200) with ICMPv6 (RFC 4443), neighbour discovery messages (RFC 4861) and
+// EUI-64 addresses (RFC 4291), and the virtio_net_hdr prefix a TAP opened with IFF_VNET_HDR puts
+// before every frame (include/uapi/linux/virtio_net.h). No I/O here.
 
 /** `sizeof(struct virtio_net_hdr)`: the TAP's default vnet header size (TUNSETVNETHDRSZ is never called). */
 export const VNET_HDR_LEN = 10;
@@ -449,4 +450,396 @@ export function tcpFrame(f: { srcMac: string; dstMac: string } & TcpBuild): Buff
     etherType: ETHERTYPE_IPV4,
     payload: buildIpv4({ src: f.src, dst: f.dst, protocol: IPPROTO_TCP, payload: buildTcp(f) }),
   });
+}
+
+// ---------------------------------------------------------------- ICMP (IPv4)
+
+export const ICMP_ECHO_REPLY = 0;
+export const ICMP_ECHO_REQUEST = 8;
+
+/** An ICMP echo request or reply (RFC 792): type, code 0, checksum over the message, id, seq, data. */
+export function buildIcmpEcho(e: { type?: number; id: number; seq: number; data?: Buffer }): Buffer {
+  const data = e.data ?? Buffer.alloc(0);
+  const m = Buffer.alloc(8 + data.length);
+  m[0] = e.type ?? ICMP_ECHO_REQUEST;
+  m.writeUInt16BE(e.id, 4);
+  m.writeUInt16BE(e.seq, 6);
+  data.copy(m, 8);
+  m.writeUInt16BE(internetChecksum(m), 2);
+  return m;
+}
+
+/** Ethernet + IPv4 + ICMP echo request (a guest's ping). */
+export function icmpEchoFrame(f: {
+  srcMac: string;
+  dstMac: string;
+  src: string;
+  dst: string;
+  id: number;
+  seq: number;
+  data?: Buffer;
+}): Buffer {
+  return buildEthernet({
+    dst: f.dstMac,
+    src: f.srcMac,
+    etherType: ETHERTYPE_IPV4,
+    payload: buildIpv4({ src: f.src, dst: f.dst, protocol: IPPROTO_ICMP, payload: buildIcmpEcho(f) }),
+  });
+}
+
+// ---------------------------------------------------------------- IPv6
+
+export const IPPROTO_ICMPV6 = 58;
+export const ICMPV6_ECHO_REQUEST = 128;
+export const ICMPV6_ECHO_REPLY = 129;
+export const ICMPV6_ROUTER_SOLICITATION = 133;
+export const ICMPV6_ROUTER_ADVERTISEMENT = 134;
+export const ICMPV6_NEIGHBOR_SOLICITATION = 135;
+export const ICMPV6_NEIGHBOR_ADVERTISEMENT = 136;
+/** All-nodes link-local multicast (RFC 4291 §2.7.1). */
+export const ALL_NODES = "ff02::1";
+
+/** IPv6 text (any RFC 4291 §2.2 form without an embedded IPv4 part or zone) → 16 bytes. */
+export function ipv6ToBytes(ip: string): Buffer {
+  const halves = ip.split("::");
+  const hex = /^[0-9a-fA-F]{1,4}$/;
+  const groups = (s: string) => (s === "" ? [] : s.split(":"));
+  if (halves.length > 2) throw new Error(`not an IPv6 address: ${ip}`);
+  const head = groups(halves[0] as string);
+  const tail = halves.length === 2 ? groups(halves[1] as string) : [];
+  const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  const all = [...head, ...Array<string>(Math.max(fill, 0)).fill("0"), ...tail];
+  if (all.length !== 8 || (halves.length === 2 && fill < 1) || !all.every((g) => hex.test(g))) {
+    throw new Error(`not an IPv6 address: ${ip}`);
+  }
+  const b = Buffer.alloc(16);
+  for (const [i, g] of all.entries()) b.writeUInt16BE(Number.parseInt(g, 16), i * 2);
+  return b;
+}
+
+/** 16 bytes → the RFC 5952 text form (lower case, longest run of two or more zero groups as `::`). */
+export function ipv6FromBytes(b: Buffer): string {
+  const g = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2));
+  let best = { at: -1, len: 1 };
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > best.len) best = { at: i, len: j - i };
+    i = j === i ? i + 1 : j;
+  }
+  const text = g.map((x) => x.toString(16));
+  if (best.at < 0) return text.join(":");
+  return `${text.slice(0, best.at).join(":")}::${text.slice(best.at + best.len).join(":")}`;
+}
+
+/**
+ * The modified EUI-64 interface identifier of a MAC (RFC 4291 Appendix A: insert ff:fe in the middle,
+ * invert the universal/local bit) under `prefix` (a /64 given as its first address, default `fe80::`):
+ * the address the kernel's default `addr_gen_mode` (eui64) gives an interface with that MAC.
+ */
+export function eui64Address(mac: string, prefix = "fe80::"): string {
+  const m = macToBytes(mac);
+  const a = ipv6ToBytes(prefix);
+  a[8] = (m[0] as number) ^ 0x02;
+  m.copy(a, 9, 1, 3);
+  a[11] = 0xff;
+  a[12] = 0xfe;
+  m.copy(a, 13, 3, 6);
+  return ipv6FromBytes(a);
+}
+
+/** Ethernet destination of an IPv6 multicast address: 33:33 and its last four bytes (RFC 2464 §7). */
+export function ipv6MulticastMac(ip: string): string {
+  return macFromBytes(Buffer.concat([Buffer.from([0x33, 0x33]), ipv6ToBytes(ip).subarray(12)]));
+}
+
+/** Solicited-node multicast address of `ip`: ff02::1:ff00:0/104 and its last 24 bits (RFC 4291 §2.7.1). */
+export function solicitedNode(ip: string): string {
+  const b = ipv6ToBytes("ff02::1:ff00:0");
+  ipv6ToBytes(ip).copy(b, 13, 13);
+  return ipv6FromBytes(b);
+}
+
+export interface Ipv6Build {
+  src: string;
+  dst: string;
+  nextHeader: number;
+  payload: Buffer;
+  /** Default 64; neighbour discovery needs 255 (RFC 4861 §6.1.2, §7.1). */
+  hopLimit?: number;
+  trafficClass?: number;
+  /** 20 bits. */
+  flowLabel?: number;
+}
+
+export interface Ipv6Packet {
+  src: string;
+  dst: string;
+  nextHeader: number;
+  hopLimit: number;
+  flowLabel: number;
+  payloadLength: number;
+  /** Cut at the payload length (Ethernet padding removed); a view into the input. */
+  payload: Buffer;
+}
+
+/** IPv6 packet: the 40-byte fixed header (RFC 8200 §3), no extension headers. */
+export function buildIpv6(p: Ipv6Build): Buffer {
+  const h = Buffer.alloc(40);
+  h.writeUInt32BE(((6 << 28) | ((p.trafficClass ?? 0) << 20) | ((p.flowLabel ?? 0) & 0xfffff)) >>> 0, 0);
+  h.writeUInt16BE(p.payload.length, 4);
+  h[6] = p.nextHeader;
+  h[7] = p.hopLimit ?? 64;
+  ipv6ToBytes(p.src).copy(h, 8);
+  ipv6ToBytes(p.dst).copy(h, 24);
+  return Buffer.concat([h, p.payload]);
+}
+
+/** Parses the fixed IPv6 header. @throws when not version 6 or truncated. */
+export function parseIpv6(b: Buffer): Ipv6Packet {
+  if (b.length < 40 || (b[0] as number) >> 4 !== 6) throw new Error("not an IPv6 packet");
+  const payloadLength = b.readUInt16BE(4);
+  if (40 + payloadLength > b.length) throw new Error("truncated IPv6 packet");
+  return {
+    src: ipv6FromBytes(b.subarray(8, 24)),
+    dst: ipv6FromBytes(b.subarray(24, 40)),
+    nextHeader: b[6] as number,
+    hopLimit: b[7] as number,
+    flowLabel: b.readUInt32BE(0) & 0xfffff,
+    payloadLength,
+    payload: b.subarray(40, 40 + payloadLength),
+  };
+}
+
+/**
+ * Internet checksum of an upper-layer message over the IPv6 pseudo-header (RFC 8200 §8.1: source,
+ * destination, 32-bit upper-layer length, three zero bytes, next header). Used by ICMPv6 (RFC 4443
+ * §2.3), UDP and TCP. 0 when the message's stored checksum is right.
+ */
+export function ipv6Checksum(src: string, dst: string, nextHeader: number, message: Buffer): number {
+  const p = Buffer.alloc(40);
+  ipv6ToBytes(src).copy(p, 0);
+  ipv6ToBytes(dst).copy(p, 16);
+  p.writeUInt32BE(message.length, 32);
+  p[39] = nextHeader;
+  return internetChecksum(p, message);
+}
+
+/** ICMPv6 message (RFC 4443 §2.1): type, code, checksum, then `body`. */
+export function buildIcmpv6(m: {
+  src: string;
+  dst: string;
+  type: number;
+  code?: number;
+  body: Buffer;
+}): Buffer {
+  const msg = Buffer.alloc(4 + m.body.length);
+  msg[0] = m.type;
+  msg[1] = m.code ?? 0;
+  m.body.copy(msg, 4);
+  msg.writeUInt16BE(ipv6Checksum(m.src, m.dst, IPPROTO_ICMPV6, msg), 2);
+  return msg;
+}
+
+/** Echo request/reply body (RFC 4443 §4.1): identifier, sequence number, data. */
+export function icmpv6EchoBody(id: number, seq: number, data: Buffer = Buffer.alloc(0)): Buffer {
+  const b = Buffer.alloc(4 + data.length);
+  b.writeUInt16BE(id, 0);
+  b.writeUInt16BE(seq, 2);
+  data.copy(b, 4);
+  return b;
+}
+
+/** A prefix in a Prefix Information option (RFC 4861 §4.6.2). */
+export interface RaPrefix {
+  /** First address of the prefix, e.g. `2001:db8:1::`. */
+  prefix: string;
+  length: number;
+  /** L flag: the prefix is on-link. Default true. */
+  onLink?: boolean;
+  /** A flag: hosts may form addresses in it by SLAAC (RFC 4862). Default true. */
+  autonomous?: boolean;
+  /** Seconds. Defaults 86400 and 14400. */
+  validLifetime?: number;
+  preferredLifetime?: number;
+}
+
+/** A route in a Route Information option (RFC 4191 §2.3); prefix length at most 64 here. */
+export interface RaRoute {
+  prefix: string;
+  length: number;
+  /** Seconds. Default 1800. */
+  lifetime?: number;
+}
+
+/**
+ * Router Advertisement body (RFC 4861 §4.2): cur hop limit, M/O flags 0, router lifetime (seconds; >0
+ * makes the sender a default router), reachable time and retrans timer 0, then a Source Link-Layer
+ * Address option (type 1), Prefix Information options (type 3) and Route Information options
+ * (type 24, RFC 4191) with medium preference. Wrap with {@link buildIcmpv6} type 134, sent from a
+ * link-local address with hop limit 255 (RFC 4861 §6.1.2).
+ */
+export function routerAdvertisementBody(ra: {
+  routerLifetime?: number;
+  curHopLimit?: number;
+  sourceMac?: string;
+  prefixes?: RaPrefix[];
+  routes?: RaRoute[];
+}): Buffer {
+  const head = Buffer.alloc(12);
+  head[0] = ra.curHopLimit ?? 64;
+  head.writeUInt16BE(ra.routerLifetime ?? 1800, 2);
+  const opts: Buffer[] = [];
+  if (ra.sourceMac) opts.push(Buffer.concat([Buffer.from([1, 1]), macToBytes(ra.sourceMac)]));
+  for (const p of ra.prefixes ?? []) {
+    const o = Buffer.alloc(32);
+    o[0] = 3;
+    o[1] = 4;
+    o[2] = p.length;
+    o[3] = ((p.onLink ?? true) ? 0x80 : 0) | ((p.autonomous ?? true) ? 0x40 : 0);
+    o.writeUInt32BE(p.validLifetime ?? 86400, 4);
+    o.writeUInt32BE(p.preferredLifetime ?? 14400, 8);
+    ipv6ToBytes(p.prefix).copy(o, 16);
+    opts.push(o);
+  }
+  for (const r of ra.routes ?? []) {
+    if (r.length > 64) throw new Error("route information longer than /64 is not built here");
+    const o = Buffer.alloc(r.length === 0 ? 8 : 16);
+    o[0] = 24;
+    o[1] = o.length / 8;
+    o[2] = r.length;
+    o.writeUInt32BE(r.lifetime ?? 1800, 4);
+    if (r.length > 0) ipv6ToBytes(r.prefix).copy(o, 8, 0, 8);
+    opts.push(o);
+  }
+  return Buffer.concat([head, ...opts]);
+}
+
+/**
+ * Neighbor Advertisement body (RFC 4861 §4.4): R/S/O flags, the target address and a Target
+ * Link-Layer Address option (type 2) with `mac`. Wrap with {@link buildIcmpv6} type 136, hop limit 255.
+ */
+export function neighborAdvertisementBody(target: string, mac: string, solicited = true): Buffer {
+  const b = Buffer.alloc(28);
+  b[0] = (solicited ? 0x40 : 0) | 0x20; // S, O
+  ipv6ToBytes(target).copy(b, 4);
+  b[20] = 2;
+  b[21] = 1;
+  macToBytes(mac).copy(b, 22);
+  return b;
+}
+
+/** UDP over IPv6 (RFC 8200 §8.1: the checksum is mandatory). */
+export function buildUdp6(u: UdpBuild): Buffer {
+  const seg = Buffer.alloc(8 + u.payload.length);
+  seg.writeUInt16BE(u.sport, 0);
+  seg.writeUInt16BE(u.dport, 2);
+  seg.writeUInt16BE(seg.length, 4);
+  u.payload.copy(seg, 8);
+  const c = ipv6Checksum(u.src, u.dst, IPPROTO_UDP, seg);
+  seg.writeUInt16BE(c === 0 ? 0xffff : c, 6);
+  return seg;
+}
+
+/** Ethernet + IPv6 + ICMPv6 in one frame (hop limit 255 unless given: right for ND and harmless for echo). */
+export function icmpv6Frame(f: {
+  srcMac: string;
+  dstMac: string;
+  src: string;
+  dst: string;
+  type: number;
+  code?: number;
+  body: Buffer;
+  hopLimit?: number;
+  flowLabel?: number;
+}): Buffer {
+  return buildEthernet({
+    dst: f.dstMac,
+    src: f.srcMac,
+    etherType: ETHERTYPE_IPV6,
+    payload: buildIpv6({
+      src: f.src,
+      dst: f.dst,
+      nextHeader: IPPROTO_ICMPV6,
+      hopLimit: f.hopLimit ?? 255,
+      flowLabel: f.flowLabel,
+      payload: buildIcmpv6(f),
+    }),
+  });
+}
+
+/** Ethernet + IPv6 + UDP in one frame. */
+export function udp6Frame(f: {
+  srcMac: string;
+  dstMac: string;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  payload: Buffer;
+  hopLimit?: number;
+}): Buffer {
+  return buildEthernet({
+    dst: f.dstMac,
+    src: f.srcMac,
+    etherType: ETHERTYPE_IPV6,
+    payload: buildIpv6({
+      src: f.src,
+      dst: f.dst,
+      nextHeader: IPPROTO_UDP,
+      hopLimit: f.hopLimit,
+      payload: buildUdp6(f),
+    }),
+  });
+}
+
+/** What a test wants to know about one IPv6 frame. */
+export interface Ipv6Summary {
+  srcMac: string;
+  dstMac: string;
+  src: string;
+  dst: string;
+  nextHeader: number;
+  hopLimit: number;
+  /** ICMPv6 type and code, when the next header is ICMPv6. */
+  icmpType?: number;
+  icmpCode?: number;
+  /** Target address of a neighbor solicitation or advertisement. */
+  ndTarget?: string;
+  sport?: number;
+  dport?: number;
+  /** The ICMPv6 or UDP checksum verifies (true for other next headers). */
+  checksumOk: boolean;
+}
+
+/** Summarises an Ethernet frame carrying IPv6, or returns undefined for anything else. */
+export function summarizeIpv6(frame: Buffer): Ipv6Summary | undefined {
+  const eth = parseEthernet(frame);
+  if (eth.etherType !== ETHERTYPE_IPV6) return undefined;
+  const ip = parseIpv6(eth.payload);
+  const base = {
+    srcMac: eth.src,
+    dstMac: eth.dst,
+    src: ip.src,
+    dst: ip.dst,
+    nextHeader: ip.nextHeader,
+    hopLimit: ip.hopLimit,
+  };
+  const ok = (proto: number) => ipv6Checksum(ip.src, ip.dst, proto, ip.payload) === 0;
+  if (ip.nextHeader === IPPROTO_ICMPV6 && ip.payload.length >= 4) {
+    const type = ip.payload[0] as number;
+    const nd = type === ICMPV6_NEIGHBOR_SOLICITATION || type === ICMPV6_NEIGHBOR_ADVERTISEMENT;
+    return {
+      ...base,
+      icmpType: type,
+      icmpCode: ip.payload[1] as number,
+      ...(nd && ip.payload.length >= 24 ? { ndTarget: ipv6FromBytes(ip.payload.subarray(8, 24)) } : {}),
+      checksumOk: ok(IPPROTO_ICMPV6),
+    };
+  }
+  if (ip.nextHeader === IPPROTO_UDP && ip.payload.length >= 8) {
+    const u = parseUdp(ip.payload);
+    return { ...base, sport: u.sport, dport: u.dport, checksumOk: ok(IPPROTO_UDP) };
+  }
+  return { ...base, checksumOk: true };
 }
