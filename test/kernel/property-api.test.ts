@@ -378,6 +378,10 @@ function runTable(entries: () => Entry[], snapOptions: () => SnapshotOptions): v
                 expect(Object.prototype).not.toHaveProperty("polluted");
                 return;
               }
+              // Undo what the accepted call did, so that the failure does not spill into other tests.
+              await entry()
+                .undo?.(args, result)
+                ?.catch(() => undefined);
               throw new Error(`${label} was accepted (returned ${describeArgs([result])})`);
             }),
             params(e0.badRuns ?? BAD_RUNS),
@@ -466,7 +470,12 @@ kernelDescribe("property: bootstrap and teardown on a bare namespace", () => {
       call: (o) => bootstrap(o as never),
       bad: fc
         .oneof(
-          badOption(fc.constant({}), "subnet", badCidr),
+          // null is not here: `subnet ?? default` reads it as "not given".
+          badOption(
+            fc.constant({}),
+            "subnet",
+            badCidr.filter((v) => v !== null),
+          ),
           badOption(
             fc.constant({}),
             "subnet",
@@ -541,6 +550,27 @@ kernelDescribe("property: bootstrap and teardown on a bare namespace", () => {
         .record({ table: validTable }, { requiredKeys: [] })
         .map((o) => [{ ...o, stateDir: stateDir() }]),
     },
+    {
+      // Reading or removing on a host with nothing set up creates nothing (no table, no files).
+      name: "read-only and removing calls on a bare host",
+      call: async (ip, port) => {
+        expect(await listTaps()).toEqual([]);
+        expect(await listPortMappings({ table: DEFAULT_TABLE })).toEqual([]);
+        expect(
+          await removePortMapping("192.0.2.2", port as number, ip as string, 80, "tcp", {
+            stateDir: stateDir(),
+          }),
+        ).toBe(false);
+        expect(await getGuestPolicy(ip as string)).toBeUndefined();
+        expect(await clearGuestPolicy(ip as string)).toBe(false);
+        await doctor({ stateDir: stateDir(), dbPath: join(dir, "none.db") });
+      },
+      good: fc.tuple(anyIPv4, validPort),
+    },
+    // BUG: on a host that was never bootstrapped, addPortMapping + removePortMapping (and
+    // setGuestPolicy + clearGuestPolicy) leave our table's skeleton (maps and policy sets) behind:
+    // the undo does not restore the state. Left out until decided; see the report:
+    //   { name: "addPortMapping on a bare host", call: addPortMapping, good: …, undo: removePortMapping }
   ];
   runTable(table, snap);
 });
