@@ -23,6 +23,7 @@ import {
   ARP_REQUEST,
   arpReplyFrame,
   ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
   eui64Address,
   ICMP_ECHO_REPLY,
   ICMPV6_ECHO_REPLY,
@@ -152,6 +153,7 @@ class GuestPort {
       }
       return;
     }
+    if (eth.etherType !== ETHERTYPE_IPV4) return;
     const ip = parseIpv4(eth.payload);
     if (ip.protocol === IPPROTO_ICMP && ip.payload[0] === ICMP_ECHO_REPLY && ip.dst === this.ip4) {
       this.pingReplies.push(ip.payload.readUInt16BE(6));
