@@ -14,6 +14,7 @@ import {
 import { readBootstrapState } from "../store/bootstrap-state.js";
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
 import { table } from "./format.js";
+import { collect, parseHostPorts } from "./policy-commands.js";
 
 /** The global options these commands read from the program. */
 interface HostGlobals {
@@ -25,10 +26,6 @@ interface HostGlobals {
 function int(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError("not a non-negative integer");
   return Number(value);
-}
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
 }
 
 /** Where the state database is: `--db`, else `$MVNET_DB`, else /var/lib/microvm-net/state.db. */
@@ -135,6 +132,18 @@ export function registerHostCommands(program: Command): void {
     .option("--guest-ip <ip>", "a specific guest address")
     .option("--dns <ip>", "DNS server for the guest's boot argument (repeatable, at most 2)", collect, [])
     .option("--subnet <cidr>", "guest subnet (only while no VM is recorded); default 10.200.0.0/16")
+    .option(
+      "--allow <entry>",
+      "destination this guest may reach beyond the host-wide rules: <ip|cidr>[:<port>[-<port>]][/<tcp|udp>] (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--host-port <proto:port>",
+      "host service this guest may open, e.g. tcp:22 (repeatable)",
+      collect,
+      [],
+    )
     .action(
       async (
         vm: string,
@@ -146,6 +155,8 @@ export function registerHostCommands(program: Command): void {
           guestIp?: string;
           dns: string[];
           subnet?: string;
+          allow: string[];
+          hostPort: string[];
         },
       ) => {
         const a = await withHost(
@@ -157,6 +168,8 @@ export function registerHostCommands(program: Command): void {
               mtu: o.mtu,
               guestIp: o.guestIp,
               dns: o.dns,
+              allow: o.allow,
+              hostPorts: parseHostPorts(o.hostPort, "host-port"),
             }),
           o.subnet ? { subnet: o.subnet } : {},
         );

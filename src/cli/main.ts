@@ -9,7 +9,6 @@ import { integrateHostFirewall } from "../api/integration.js";
 import { addPortMapping, listPortMappings, removePortMapping } from "../api/portmap.js";
 import { createPointToPointTap, createTap, deleteTap, listTaps } from "../api/tap.js";
 import { ValidationError } from "../core/errors.js";
-import { validatePort, validateProtocol } from "../core/validate.js";
 import { runDemo } from "./demo.js";
 import { runRealGuestDemo } from "./demo-real-guest.js";
 import { registerDoctorCommand } from "./doctor.js";
@@ -17,6 +16,7 @@ import { EXIT, reportError } from "./exit.js";
 import { formatMappings, formatStatus, formatTaps } from "./format.js";
 import { registerHostCommands } from "./host-commands.js";
 import { reexecInNetns } from "./netns.js";
+import { parseHostPorts, registerPolicyCommands } from "./policy-commands.js";
 import { readStatus } from "./status.js";
 
 function int(value: string): number {
@@ -54,41 +54,49 @@ function build(): Command {
     .option("--subnet <cidr>", "guest address range", SUBNET)
     .option("--allow-host <proto:port...>", "host services guests may open, e.g. udp:53 tcp:53", [])
     .option(
-      "--allow-dest <cidr...>",
-      "exceptions to the blocked private ranges, e.g. a resolver 192.168.1.1/32",
+      "--allow-dest <entry...>",
+      "exceptions to the blocked ranges for every guest: <ip|cidr>[:<port>[-<port>]][/<tcp|udp>], e.g. 169.254.169.254:80/tcp",
+      [],
+    )
+    .option(
+      "--dns <ip...>",
+      "the guests' resolvers: udp/tcp 53 to them is allowed, even in a private range",
       [],
     )
     .option(
       "--integrate",
       "let our TAPs' traffic through other firewalls that drop at the forward hook (Docker, nftables, iptables-legacy); teardown removes it",
     )
-    .action(async (o: { subnet: string; allowHost: string[]; allowDest: string[]; integrate?: boolean }) => {
-      const guestToHost = o.allowHost.map((a) => {
-        const [protocol, port] = a.split(":");
-        return {
-          protocol: validateProtocol(protocol, "allow-host"),
-          port: validatePort(Number(port), "allow-host"),
-        };
-      });
-      const subnet = await bootstrap({
-        ...opts(),
-        subnet: o.subnet,
-        guestToHost,
-        allowedDestinations: o.allowDest,
-      });
-      if (!o.integrate) {
-        out(`bootstrapped ${subnet}`, { subnet });
-        return;
-      }
-      const r = await integrateHostFirewall(opts());
-      const still = r.remaining.length
-        ? `; still blocked: ${r.remaining.map((b) => b.reason).join("; ")}`
-        : "";
-      out(`bootstrapped ${subnet}; integrated ${r.inserted.length} chain(s)${still}`, {
-        subnet,
-        integration: r,
-      });
-    });
+    .action(
+      async (o: {
+        subnet: string;
+        allowHost: string[];
+        allowDest: string[];
+        dns: string[];
+        integrate?: boolean;
+      }) => {
+        const guestToHost = parseHostPorts(o.allowHost, "allow-host");
+        const subnet = await bootstrap({
+          ...opts(),
+          subnet: o.subnet,
+          guestToHost,
+          allowedDestinations: o.allowDest,
+          dns: o.dns,
+        });
+        if (!o.integrate) {
+          out(`bootstrapped ${subnet}`, { subnet });
+          return;
+        }
+        const r = await integrateHostFirewall(opts());
+        const still = r.remaining.length
+          ? `; still blocked: ${r.remaining.map((b) => b.reason).join("; ")}`
+          : "";
+        out(`bootstrapped ${subnet}; integrated ${r.inserted.length} chain(s)${still}`, {
+          subnet,
+          integration: r,
+        });
+      },
+    );
 
   program
     .command("teardown")
@@ -182,6 +190,7 @@ function build(): Command {
 
   registerHostCommands(program);
   registerDoctorCommand(program, g);
+  registerPolicyCommands(program, opts, out);
 
   program
     .command("demo")
