@@ -25,16 +25,18 @@ import {
   doctor,
   getGuestPolicy,
   HostNetwork,
+  integrateHostFirewall,
   listPortMappings,
   listTaps,
   MvnetError,
+  removeHostFirewallIntegration,
   removePortMapping,
   setGuestPolicy,
   teardown,
   unbindTap,
   ValidationError,
 } from "../../src/index.js";
-import { kernelDescribe } from "../helpers/kernel.js";
+import { kernelDescribe, sh } from "../helpers/kernel.js";
 import { kernelSnapshot, type SnapshotOptions } from "../helpers/snapshot.js";
 
 const SCALE = Number(process.env.MVNET_FC_RUNS ?? 1);
@@ -449,6 +451,7 @@ const bootstrapOptions = fc
       guestToHost: fc.array(hostPortSpec, { maxLength: 3 }),
       allowedDestinations: fc.array(anyCidr, { maxLength: 2 }),
       blockedDestinations: fc.array(anyCidr, { maxLength: 3 }),
+      dns: fc.array(anyIPv4, { maxLength: 2 }),
     },
     { requiredKeys: ["subnet"] },
   )
@@ -516,6 +519,11 @@ kernelDescribe("property: bootstrap and teardown on a bare namespace", () => {
             fc.constant({}),
             "blockedDestinations",
             badCidr.map((c) => [c]),
+          ),
+          badOption(
+            fc.constant({}),
+            "dns",
+            badIPv4.map((d) => [d]),
           ),
         )
         .map((b) => ({
@@ -591,6 +599,12 @@ kernelDescribe("property: every other public function on a populated namespace",
     await bootstrap({ stateDir: stateDir() });
     await createPointToPointTap(PRE_TAP, "10.201.0.1", PRE_GUEST, 0, 0);
     await addPortMapping("eth9", 18080, PRE_GUEST, 80, "tcp", { stateDir: stateDir() });
+    // Another tool's table that drops forwarded traffic: what integrateHostFirewall works around.
+    sh(
+      "nft",
+      ["-f", "-"],
+      "table inet other { chain block_forward { type filter hook forward priority 0; policy drop; }; }\n",
+    );
     hn = await HostNetwork.open({ statePath: db() });
     preVmTap = (await hn.attach(PRE_VM, { publish: ["28080:80", "127.0.0.1::53/udp"], dns: ["192.0.2.53"] }))
       .tap;
@@ -600,6 +614,7 @@ kernelDescribe("property: every other public function on a populated namespace",
     await hn?.close();
     await deleteTap(PRE_TAP);
     await teardown({ stateDir: stateDir() });
+    sh("nft", ["delete", "table", "inet", "other"]);
     await closeShared();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -678,6 +693,9 @@ kernelDescribe("property: every other public function on a populated namespace",
       return new Set(ports).size === ports.length;
     })
     .map((l) => l.map(([s, text]) => (text ? specText(s) : s)));
+  const allowEntryForAttach = fc
+    .tuple(unicastIPv4, fc.integer({ min: 8, max: 32 }), fc.option(validPort, { nil: undefined }))
+    .map(([a, p, port]) => `${a}/${p}${port === undefined ? "" : `:${port}/tcp`}`);
   const attachOptions = fc
     .tuple(
       fc.record(
@@ -688,6 +706,10 @@ kernelDescribe("property: every other public function on a populated namespace",
           guestIp: fc.tuple(octet, fc.integer({ min: 3, max: 254 })).map(([c, d]) => `10.200.${c}.${d}`),
           dns: fc.array(anyIPv4, { maxLength: 2 }),
           publish: publishList,
+          allow: fc.array(allowEntryForAttach, { maxLength: 3 }),
+          hostPorts: fc.array(fc.record({ protocol: fc.constantFrom("tcp", "udp"), port: validPort }), {
+            maxLength: 2,
+          }),
         },
         { requiredKeys: [] },
       ),
@@ -709,6 +731,12 @@ kernelDescribe("property: every other public function on a populated namespace",
       ),
     ),
     bad("options", nonObject),
+    badOption(fc.constant({}), "allow", fc.constantFrom<unknown>(5, ["10.0.0.0/33"], ["x"], [null])),
+    badOption(
+      fc.constant({}),
+      "hostPorts",
+      fc.constantFrom<unknown>(5, [{ protocol: "icmp", port: 1 }], [{ protocol: "tcp", port: 0 }]),
+    ),
     badOption(
       fc.constant({}),
       "dns",
@@ -1094,6 +1122,29 @@ kernelDescribe("property: every other public function on a populated namespace",
       good: fc
         .constantFrom<unknown[]>([{}], [{ table: DEFAULT_TABLE }])
         .map(([o]) => [{ ...(o as object), stateDir: stateDir(), dbPath: db() }]),
+    },
+    {
+      name: "integrateHostFirewall → removeHostFirewallIntegration",
+      call: async (o) => {
+        const r = await integrateHostFirewall(o as never);
+        // The foreign forward chain of `inet other` is the one block here, and it gets integrated.
+        expect(r.inserted.length).toBe(1);
+        expect(r.remaining).toEqual([]);
+        return r;
+      },
+      bad: fc
+        .oneof(badOption(fc.constant({}), "table", badTable), badOption(fc.constant({}), "group", badGroup))
+        .map((b) => ({ args: [{ ...(b.value as object), stateDir: stateDir() }], field: b.field })),
+      good: fc
+        .record({ group: fc.integer({ min: 1, max: 0xffffffff }) }, { requiredKeys: [] })
+        .map((o) => [{ ...o, stateDir: stateDir() }]),
+      undo: () => removeHostFirewallIntegration({ stateDir: stateDir() }),
+    },
+    {
+      name: "removeHostFirewallIntegration",
+      call: (o) => removeHostFirewallIntegration(o as never),
+      // Nothing recorded: a no-op.
+      good: fc.constant([{ stateDir: stateDir() }]),
     },
     {
       name: "HostNetwork.reconcile",
