@@ -250,19 +250,28 @@ kernelDescribe("property: mvnet bootstrap / teardown on a bare namespace", () =>
             badTable.map((t) => ["--table", t, "bootstrap"]),
             /table/,
           ),
+          badArgs(
+            badIPv4.map((d) => ["bootstrap", "--dns", d]),
+            /dns/,
+          ),
         ),
         good: fc
           .tuple(
             privateSubnet,
             fc.option(tableName, { nil: undefined }),
             fc.array(fc.tuple(fc.constantFrom("tcp", "udp"), validPort), { maxLength: 2 }),
+            fc.array(anyIPv4, { maxLength: 2 }),
+            fc.boolean(),
           )
-          .map(([s, t, allow]) => [
+          .map(([s, t, allow, dns, integrate]) => [
             ...(t ? ["--table", t] : []),
             "bootstrap",
             "--subnet",
             s,
             ...allow.flatMap(([p, n]) => ["--allow-host", `${p}:${n}`]),
+            ...dns.flatMap((d) => ["--dns", d]),
+            // teardown removes what --integrate inserted (nothing here: no other firewall).
+            ...(integrate ? ["--integrate"] : []),
           ]),
         undo: (argv) => (argv[0] === "--table" ? ["--table", argv[1] as string, "teardown"] : ["teardown"]),
       },
@@ -542,6 +551,82 @@ kernelDescribe("property: every other mvnet command on a populated namespace", (
         good: fc.constantFrom(["ls"], ["--json", "ls"]),
       },
       { name: "reconcile", good: fc.constantFrom(["reconcile"], ["--json", "reconcile"]) },
+      {
+        name: "policy set",
+        bad: fc.oneof(
+          badArgs(
+            badIPv4.map((g) => ["policy", "set", g, "--allow", "10.0.0.0/8"]),
+            /guestIp/,
+          ),
+          badArgs(
+            fc
+              .constantFrom(
+                "10.0.0.0/33",
+                "10.0.0.1:0",
+                "10.0.0.1:70000",
+                "10.0.0.1:90-80",
+                "10.0.0.1/icmp",
+                "x",
+              )
+              .map((a) => ["policy", "set", "10.250.0.9", "--allow", a]),
+            /allow/,
+          ),
+          badArgs(
+            fc
+              .constantFrom("icmp:1", "tcp:0", "tcp", "22")
+              .map((h) => ["policy", "set", "10.250.0.9", "--host-port", h]),
+            /host-port/,
+          ),
+          badArgs(
+            badIPv4.map((d) => ["policy", "set", "10.250.0.9", "--dns", d]),
+            /dns/,
+          ),
+          badArgs(
+            fc
+              .constantFrom("01:00:00:00:00:01", "00:00:00:00:00:00", "zz:00:00:00:00:01")
+              .map((m) => ["policy", "set", "10.250.0.9", "--mac", m, "--tap", PRE_TAP]),
+            /mac/,
+          ),
+          badArgs(fc.constant(["policy", "set", "10.250.0.9", "--mac", "02:00:00:00:00:01"]), /tap/),
+          badArgs(
+            fc.constant(["policy", "set", "10.250.0.9", "--mac", "02:00:00:00:00:01", "--tap", "nosuchtap"]),
+            /tap/,
+          ),
+        ),
+        good: fc
+          .tuple(
+            fc.tuple(octet, fc.integer({ min: 1, max: 254 })).map(([c, d]) => `10.250.${c}.${d}`),
+            fc.array(
+              fc.tuple(unicastIPv4, fc.integer({ min: 8, max: 32 })).map(([a, p]) => `${a}/${p}`),
+              { maxLength: 2 },
+            ),
+            fc.array(fc.tuple(fc.constantFrom("tcp", "udp"), validPort), { maxLength: 2 }),
+            fc.boolean(),
+          )
+          .map(([g, allow, hostPorts, bind]) => [
+            "policy",
+            "set",
+            g,
+            ...allow.flatMap((a) => ["--allow", a]),
+            ...hostPorts.flatMap(([p, n]) => ["--host-port", `${p}:${n}`]),
+            ...(bind ? ["--mac", "02:00:00:00:00:09", "--tap", PRE_TAP] : []),
+          ]),
+        undo: (argv) => ["policy", "clear", argv[2] as string],
+      },
+      {
+        name: "policy get / clear",
+        bad: badArgs(
+          fc.tuple(fc.constantFrom("get", "clear"), badIPv4).map(([c, g]) => ["policy", c, g]),
+          /guestIp/,
+        ),
+        // No policy there: nothing to show or clear.
+        good: fc
+          .tuple(
+            fc.constantFrom("get", "clear"),
+            fc.tuple(octet, octet).map(([c, d]) => `10.251.${c}.${d}`),
+          )
+          .map(([c, g]) => ["policy", c, g]),
+      },
       {
         name: "doctor",
         bad: fc.oneof(
