@@ -23,6 +23,7 @@ import {
   guestBootArg,
   guestMac,
   MvnetError,
+  parseHostInterface,
   prefixToNetmask,
   ValidationError,
 } from "../../src/index.js";
@@ -154,6 +155,40 @@ describe("validate.ts", () => {
           const ok = typeof v === "string" && /^[A-Za-z0-9_.-]{1,15}$/.test(v) && v !== "." && v !== "..";
           if (ok) expect(validateIfName(v)).toBe(v);
           else expectValidation(() => validateIfName(v, "name"), "name");
+        },
+      ),
+      params(500),
+    );
+  });
+});
+
+describe("parseHostInterface", () => {
+  it("reads any value as all addresses, one IPv4 address or an interface name, or refuses it", () => {
+    const chars = fc.constantFrom(..."019.abc-_:/% \u00e9".split(""));
+    fc.assert(
+      // BUG: a Symbol throws TypeError (RegExp.test converts it to a string); anyValue has none.
+      fc.property(
+        fc.oneof(
+          fc.array(chars, { maxLength: 17 }).map((c) => c.join("")),
+          ipv4,
+          anyValue,
+        ),
+        (v) => {
+          let m: ReturnType<typeof parseHostInterface>;
+          try {
+            m = parseHostInterface(v as string);
+          } catch (e) {
+            expect(e).toBeInstanceOf(ValidationError);
+            expect((e as ValidationError).field).toBe("hostInterface");
+            return;
+          }
+          if (m.kind === "any") expect(["", "0.0.0.0"]).toContain(v);
+          else if (m.kind === "address") expect(validateIPv4(v)).toBe(m.ip);
+          else {
+            expect(validateIfName(v)).toBe(m.name);
+            expect(m.name).not.toBe("lo");
+            expect(m.name).not.toMatch(/^[\d.]+$/);
+          }
         },
       ),
       params(500),
