@@ -33,6 +33,8 @@ export const NFTA_LIST_ELEM = 1;
 /** `enum nft_set_elem_attributes`. */
 export const NFTA_SET_ELEM_KEY = 1;
 export const NFTA_SET_ELEM_DATA = 2;
+/** The end of a range in a set of concatenated intervals (nft_set_pipapo); the start is the KEY (after UNSPEC, KEY, DATA, FLAGS, TIMEOUT, EXPIRATION, USERDATA, EXPR, PAD, OBJREF). */
+export const NFTA_SET_ELEM_KEY_END = 10;
 
 /** `enum nft_data_attributes`: a plain value (not a verdict). */
 export const NFTA_DATA_VALUE = 1;

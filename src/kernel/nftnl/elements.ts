@@ -35,6 +35,7 @@ import {
   NFTA_LIST_ELEM,
   NFTA_SET_ELEM_DATA,
   NFTA_SET_ELEM_KEY,
+  NFTA_SET_ELEM_KEY_END,
   NFTA_SET_ELEM_LIST_ELEMENTS,
   NFTA_SET_ELEM_LIST_SET,
   NFTA_SET_ELEM_LIST_TABLE,
@@ -48,7 +49,8 @@ import {
  * - `inet_service`: a port 0–65535, 2 bytes in network order;
  * - `ifname`: an interface name (1–15 bytes), 16 bytes NUL padded;
  * - `ether_addr`: `aa:bb:cc:dd:ee:ff`, 6 bytes;
- * - `mark`: a 32-bit packet mark, host byte order (as `meta mark` loads it).
+ * - `mark`: a 32-bit packet mark, host byte order (as `meta mark` loads it);
+ * - `iface_index`: an interface index, 32 bits in host byte order (as `meta iif` loads it).
  */
 export type ElemField =
   | { type: "inet_proto"; value: number }
@@ -56,7 +58,8 @@ export type ElemField =
   | { type: "inet_service"; value: number }
   | { type: "ifname"; value: string }
   | { type: "ether_addr"; value: string }
-  | { type: "mark"; value: number };
+  | { type: "mark"; value: number }
+  | { type: "iface_index"; value: number };
 
 /** The nft type of a field. */
 export type FieldType = ElemField["type"];
@@ -69,6 +72,7 @@ const FIELD_BYTES: Record<FieldType, number> = {
   ifname: IFNAMSIZ,
   ether_addr: 6,
   mark: 4,
+  iface_index: 4,
 };
 
 /** Which set: table family (NFPROTO_*, e.g. NFPROTO_IPV4 for `table ip`), table name, set or map name. */
@@ -78,9 +82,15 @@ export interface SetRef {
   set: string;
 }
 
-/** An element: its key, and for a map its value (both as typed fields, in the set's declared order). */
+/**
+ * An element: its key, and for a map its value (both as typed fields, in the set's declared order).
+ * In a set of concatenated intervals (`flags interval` over a concatenation: nft_set_pipapo) `key`
+ * is the start of each field's range and `keyEnd` its end (NFTA_SET_ELEM_KEY_END, sent for deletes
+ * too: it is part of the element's identity); an exact value there has `keyEnd` equal to `key`.
+ */
 export interface SetElem {
   key: readonly ElemField[];
+  keyEnd?: readonly ElemField[];
   data?: readonly ElemField[];
 }
 
@@ -132,8 +142,10 @@ export function fieldBytes(f: ElemField): Buffer {
         throw new ValidationError(name, `${JSON.stringify(f.value)} is not a MAC such as 02:00:00:00:00:01`);
       }
       return Buffer.from(f.value.split(":").map((x) => Number.parseInt(x, 16)));
-    case "mark": {
+    case "mark":
+    case "iface_index": {
       const b = Buffer.alloc(4);
+      // Host byte order, as the kernel's meta expressions load them (little-endian: socket.ts refuses others).
       b.writeUInt32LE(uint(f.value, 0xffffffff, name));
       return b;
     }
@@ -185,6 +197,7 @@ function decodeField(type: FieldType, b: Buffer): ElemField {
     case "ether_addr":
       return { type, value: [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, "0")).join(":") };
     case "mark":
+    case "iface_index":
       return { type, value: b.readUInt32LE(0) };
   }
 }
@@ -229,9 +242,10 @@ function dataNest(type: number, value: Buffer): Buffer {
   return attrNested(type, [attr(NFTA_DATA_VALUE, value)]);
 }
 
-/** One NFTA_LIST_ELEM from already encoded key and value bytes. */
-function elemAttr(key: Buffer, data?: Buffer): Buffer {
+/** One NFTA_LIST_ELEM from already encoded key, value and range-end bytes (nft's attribute order). */
+function elemAttr(key: Buffer, data?: Buffer, keyEnd?: Buffer): Buffer {
   const parts = [dataNest(NFTA_SET_ELEM_KEY, key)];
+  if (keyEnd) parts.push(dataNest(NFTA_SET_ELEM_KEY_END, keyEnd));
   if (data) parts.push(dataNest(NFTA_SET_ELEM_DATA, data));
   return attrNested(NFTA_LIST_ELEM, parts);
 }
@@ -253,7 +267,11 @@ export function setElemBodies(set: SetRef, elems: readonly SetElem[], withData: 
   ]);
   if (elems.length === 0) throw new ValidationError("elems", "at least one element is needed");
   const encoded = elems.map((e) =>
-    elemAttr(encodeFields(e.key), withData && e.data ? encodeFields(e.data) : undefined),
+    elemAttr(
+      encodeFields(e.key),
+      withData && e.data ? encodeFields(e.data) : undefined,
+      e.keyEnd ? encodeFields(e.keyEnd) : undefined,
+    ),
   );
   const bodies: Buffer[] = [];
   let chunk: Buffer[] = [];
