@@ -26,6 +26,7 @@
 import { ValidationError } from "../core/errors.js";
 import {
   type Cidr,
+  intToIPv4,
   ipv4ToInt,
   type Protocol,
   parseCidr,
@@ -35,6 +36,13 @@ import {
   validatePort,
   validateProtocol,
 } from "../core/validate.js";
+import {
+  type ElemChange,
+  type ElemField,
+  NFPROTO_IPV4,
+  type SetElem,
+  type SetRef,
+} from "../kernel/nftnl/index.js";
 // ruleset.ts imports this module too; only functions cross, called after both are loaded.
 import { validateTableName } from "./ruleset.js";
 
@@ -515,4 +523,97 @@ export function policyElementKeys(
   if (p.bind) q.bind = norm(p.bind);
   if (p.extraBinds) q.extraBinds = p.extraBinds.map(norm);
   return new Set(elementsOf(q).map(([s, e]) => `${s}: ${e}`));
+}
+
+/** Which set an element of a policy goes to, and the element as our netlink client encodes it. */
+export interface PolicySetElem {
+  set: string;
+  elem: SetElem;
+}
+
+const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
+
+/** `[guest, destination, protocol, port]` at one end of an element's ranges (`lo` start, else end). */
+function policyKey(guestIp: string, e: PolicyElement, lo: boolean): ElemField[] {
+  const [a, b] = range(e.cidr);
+  const [p, q] = protoSpan(e.protocol);
+  return [
+    { type: "ipv4_addr", value: guestIp },
+    { type: "ipv4_addr", value: intToIPv4(lo ? a : b) },
+    { type: "inet_proto", value: lo ? p : q },
+    { type: "inet_service", value: lo ? e.ports.start : e.ports.end },
+  ];
+}
+
+/**
+ * The policy's elements as nf_tables set elements, the same ones {@link renderPolicyAdd} writes as
+ * text: exact entries as plain keys of the hash sets; the others with the start of each range as
+ * the key and its end as `keyEnd` (what nft sends for a concatenation with `flags interval`: a
+ * prefix becomes its first and last address, `0-255` the protocol range); a binding as the TAP's
+ * index (`iface_index`, host byte order) alone and with MAC and guest address.
+ * @returns the elements, or undefined when a binding names its TAP by name (only nft can resolve it).
+ */
+export function policySetElems(p: GuestPolicySpec): PolicySetElem[] | undefined {
+  const out: PolicySetElem[] = [];
+  const push = (exactSet: string, rangeSet: string, e: PolicyElement) => {
+    if (isExact(e)) {
+      const key: ElemField[] = [
+        { type: "ipv4_addr", value: p.guestIp },
+        { type: "ipv4_addr", value: e.cidr.slice(0, -3) },
+        { type: "inet_proto", value: PROTO_NUMBER[e.protocol as Protocol] },
+        { type: "inet_service", value: e.ports.start },
+      ];
+      out.push({ set: exactSet, elem: { key } });
+    } else {
+      out.push({
+        set: rangeSet,
+        elem: { key: policyKey(p.guestIp, e, true), keyEnd: policyKey(p.guestIp, e, false) },
+      });
+    }
+  };
+  for (const e of p.allow) push(POLICY_SETS.allowExact, POLICY_SETS.allow, e);
+  for (const e of p.host) push(POLICY_SETS.hostExact, POLICY_SETS.host, e);
+  for (const b of [...(p.bind ? [p.bind] : []), ...(p.extraBinds ?? [])]) {
+    if (typeof b.tap !== "number") return undefined;
+    const tap: ElemField = { type: "iface_index", value: b.tap };
+    out.push({ set: POLICY_SETS.bound, elem: { key: [tap] } });
+    out.push({
+      set: POLICY_SETS.mac,
+      elem: {
+        key: [tap, { type: "ether_addr", value: b.mac }, { type: "ipv4_addr", value: p.guestIp }],
+      },
+    });
+  }
+  return out;
+}
+
+/**
+ * The element changes equivalent to {@link renderPolicyAdd} (`add`) or {@link renderPolicyRemove}
+ * (`add` then `delete` of each element, so one already gone is no error), for our netlink client.
+ * @param tableName our table (family ip).
+ * @returns the changes (empty when the policy has no elements), or undefined when
+ *   {@link policySetElems} cannot encode the policy (then use the text renderers).
+ * @throws ValidationError for a bad table name.
+ */
+export function policyElemChanges(
+  tableName: string,
+  p: GuestPolicySpec,
+  op: "add" | "remove",
+): ElemChange[] | undefined {
+  const table = validateTableName(tableName);
+  const els = policySetElems(p);
+  if (!els) return undefined;
+  const by = new Map<string, SetElem[]>();
+  for (const { set, elem } of els) {
+    const list = by.get(set) ?? [];
+    list.push(elem);
+    by.set(set, list);
+  }
+  const out: ElemChange[] = [];
+  for (const [name, elems] of by) {
+    const set: SetRef = { family: NFPROTO_IPV4, table, set: name };
+    out.push({ op: "add", set, elems });
+    if (op === "remove") out.push({ op: "delete", set, elems });
+  }
+  return out;
 }

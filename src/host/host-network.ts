@@ -61,6 +61,7 @@ import {
   elementToEntry,
   type GuestPolicySpec,
   parsePolicies,
+  policyElemChanges,
   policyElementKeys,
   renderPolicyAdd,
   renderPolicyRemove,
@@ -95,6 +96,7 @@ import {
   type NetlinkSocket,
   neighAdd,
 } from "../kernel/netlink/index.js";
+import { type ElemChange, setElemTransaction } from "../kernel/nftnl/index.js";
 import { holdPort, releasePort } from "../kernel/port-hold.js";
 import { isAlive, type ProcessIdentity, selfIdentity } from "../kernel/proc.js";
 import { ifaceSysctlPath, sysctlGet, sysctlSet } from "../kernel/sysctl.js";
@@ -102,7 +104,9 @@ import { HostState, type PortRecord, type VmRecord, type VmState } from "../stor
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
 import { allocateTapName, allocateVm, type SubnetInfo, type VmRequest } from "./allocate.js";
 import { KeyedMutex, SharedExclusive } from "./locks.js";
+import { yieldIfHeld } from "./loop-budget.js";
 import { isVmTap, tapAliasFor, validateVmId } from "./names.js";
+import { elementSocket, mappingChanges } from "./nft-elements.js";
 import {
   DEFAULT_EPHEMERAL_RANGE,
   ephemeralPorts,
@@ -118,6 +122,12 @@ export const DEFAULT_BATCH_GROUP = DEFAULT_TAP_GROUP + 1;
 
 /** Map elements removed per nftables transaction in a batched detach. */
 const REMOVE_BATCH = 512;
+
+/**
+ * The same over our netlink, which runs on the caller's thread: a transaction of 64 elements'
+ * changes takes ~1–3 ms here, and the loop gets a turn between transactions (loop-budget.ts).
+ */
+const RAW_REMOVE_BATCH = 64;
 
 /** Name of the guest's interface in the Firecracker entry and the boot argument. */
 export const GUEST_IFACE = "eth0";
@@ -743,14 +753,20 @@ export class HostNetwork {
           rec.guestIp,
           rec.uid ?? 0,
           rec.gid ?? 0,
-          { mtu: rec.mtu, group: this.#group, netlink: this.#nl, nft: this.#nft, table: this.#table },
+          {
+            mtu: rec.mtu,
+            group: this.#group,
+            netlink: this.#nl,
+            nft: this.#nft,
+            table: this.#table,
+            // In the TAP's one RTM_NEWLINK: it is never up without the VM's alias.
+            alias: tapAliasFor(rec.vmId),
+            // A packet from 127.0.0.1 DNATed to the guest leaves through this TAP; the kernel routes a
+            // loopback source to a non-loopback device only with route_localnet (net/ipv4/route.c).
+            // Unset: tap.ts still sets it when a mapping made outside HostNetwork covers 127.0.0.1.
+            ...(rec.ports.some(coversLoopback) ? { routeLocalnet: true } : {}),
+          },
         );
-        await linkSet(this.#nl, info.index, { alias: tapAliasFor(rec.vmId) });
-        if (rec.ports.some(coversLoopback)) {
-          // A packet from 127.0.0.1 DNATed to the guest leaves through this TAP; the kernel routes a
-          // loopback source to a non-loopback device only with route_localnet (net/ipv4/route.c).
-          sysctlSet(ifaceSysctlPath("ipv4", rec.tap, "route_localnet"), "1");
-        }
         return { rec, index: info.index };
       } catch (e) {
         if (!(e instanceof AlreadyExistsError)) throw e;
@@ -790,15 +806,30 @@ export class HostNetwork {
    * conflict and clears orphans), and the policy in a transaction of its own.
    */
   async #addMappingsAndPolicy(rec: VmRecord, tapIndex: number): Promise<void> {
-    const policy = renderPolicyAdd(this.#table, policyOf(rec, tapIndex));
+    const spec = policyOf(rec, tapIndex);
+    const policy = renderPolicyAdd(this.#table, spec);
     await ensureSkeleton(this.#nft, this.#table);
-    const text =
-      rec.ports.map((p) => renderCreateElement(this.#table, toMapping(rec.guestIp, p))).join("") + policy;
-    try {
-      if (text !== "") await this.#nft.run(text);
-      return;
-    } catch (e) {
-      if (!(e instanceof FirewallError)) throw e;
+    const mappings = rec.ports.map((p) => toMapping(rec.guestIp, p));
+    const sock = elementSocket();
+    const policyChanges = sock ? policyElemChanges(this.#table, spec, "add") : undefined;
+    if (sock && policyChanges) {
+      // Our netlink: the same elements and flags as the text below, one datagram, no cache fetch.
+      const changes = [...mappingChanges(this.#table, mappings, "create"), ...policyChanges];
+      await yieldIfHeld();
+      try {
+        if (changes.length > 0) setElemTransaction(sock, changes);
+        return;
+      } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
+      }
+    } else {
+      const text = mappings.map((m) => renderCreateElement(this.#table, m)).join("") + policy;
+      try {
+        if (text !== "") await this.#nft.run(text);
+        return;
+      } catch (e) {
+        if (!(e instanceof FirewallError)) throw e;
+      }
     }
     await this.#addMappings(rec, rec.ports);
     if (policy !== "") await this.#nft.run(policy);
@@ -868,27 +899,45 @@ export class HostNetwork {
    */
   async #removeMappingsBatch(recs: readonly VmRecord[], taps: ReadonlyMap<string, Link>): Promise<void> {
     // Each VM's policy elements ride in the same transactions (add-then-delete: absent is a no-op).
-    type Item = { text: string; undo: () => Promise<unknown> };
+    // Over our netlink when element changes take it (the same changes as the text, without
+    // libnftables' cache fetch); a policy it cannot encode keeps the text path.
+    const sock = elementSocket();
+    type Item = { text: string; changes: ElemChange[] | undefined; undo: () => Promise<unknown> };
     const all: Item[] = recs.flatMap((r) => {
       const items: Item[] = r.ports.map((p) => {
         const m = toMapping(r.guestIp, p);
         return {
           text: renderRemoveElement(this.#table, m),
+          changes: sock ? mappingChanges(this.#table, [m], "remove") : undefined,
           undo: () => removeMapping(this.#nft, this.#table, m),
         };
       });
       const index = taps.get(r.vmId)?.index;
-      const text = renderPolicyRemove(this.#table, policyOf(r, index));
-      if (text !== "") items.push({ text, undo: () => this.#removePolicy(r, index) });
+      const spec = policyOf(r, index);
+      const text = renderPolicyRemove(this.#table, spec);
+      if (text !== "") {
+        const changes = sock ? policyElemChanges(this.#table, spec, "remove") : undefined;
+        items.push({ text, changes, undo: () => this.#removePolicy(r, index) });
+      }
       return items;
     });
-    for (let i = 0; i < all.length; i += REMOVE_BATCH) {
-      const batch = all.slice(i, i + REMOVE_BATCH);
+    // Our netlink answers inside the call, so its batches are kept small enough not to stall the loop.
+    const size = sock ? RAW_REMOVE_BATCH : REMOVE_BATCH;
+    for (let i = 0; i < all.length; i += size) {
+      const batch = all.slice(i, i + size);
       try {
-        await this.#nft.run(batch.map((b) => b.text).join(""));
+        if (sock && batch.every((b) => b.changes !== undefined)) {
+          await yieldIfHeld();
+          setElemTransaction(
+            sock,
+            batch.flatMap((b) => b.changes ?? []),
+          );
+        } else {
+          await this.#nft.run(batch.map((b) => b.text).join(""));
+        }
         continue;
       } catch (e) {
-        if (!(e instanceof FirewallError)) throw e;
+        if (!(e instanceof FirewallError) && !(e instanceof KernelError)) throw e;
       }
       for (const b of batch) await b.undo();
     }

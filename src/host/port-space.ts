@@ -9,6 +9,7 @@
  * later (Documentation/networking/ip-sysctl.rst), so we must not take them either. Both sysctls are
  * per network namespace.
  */
+import { closeSync, openSync, readSync } from "node:fs";
 import { ExhaustedError, ValidationError } from "../core/errors.js";
 import { sysctlGet } from "../kernel/sysctl.js";
 
@@ -65,14 +66,49 @@ export function parseLocalPortRange(text: string): PortRange {
   return { start: Math.min(start, end), end: Math.max(start, end) };
 }
 
+/** Open descriptors of the two sysctls, by path (see {@link readSysctlAt}). */
+const sysctlFds = new Map<string, number>();
+const readBuf = Buffer.alloc(4096);
+
 /**
- * Reads the local-port sysctls of the caller's network namespace (synchronously, see kernel/sysctl).
+ * Reads a sysctl through a descriptor kept open: one pread(2) at offset 0 instead of open, two
+ * reads and close on every attach. Each read at offset 0 renders the current value again
+ * (proc_sys_call_handler() in fs/proc/proc_sysctl.c), so nothing is cached but the descriptor —
+ * which stays bound to the namespace it was opened in, as this process never changes namespace
+ * (store/bootstrap-state.ts netnsId). A value longer than the buffer, or any error, takes the
+ * ordinary path.
+ */
+function readSysctlAt(path: string): string {
+  let fd = sysctlFds.get(path);
+  try {
+    if (fd === undefined) {
+      fd = openSync(`/proc/sys/${path}`, "r");
+      sysctlFds.set(path, fd);
+    }
+    const n = readSync(fd, readBuf, 0, readBuf.length, 0);
+    if (n < readBuf.length) return readBuf.toString("utf8", 0, n).replace(/\n$/, "");
+  } catch {
+    if (fd !== undefined) {
+      sysctlFds.delete(path);
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+  }
+  return sysctlGet(path);
+}
+
+/**
+ * Reads the local-port sysctls of the caller's network namespace (synchronously; current values
+ * on every call, see readSysctlAt).
  * @throws KernelError when /proc/sys cannot be read.
  */
 export function readLocalPortPolicy(): LocalPortPolicy {
   return {
-    localRange: parseLocalPortRange(sysctlGet("net/ipv4/ip_local_port_range")),
-    reserved: parseReservedPorts(sysctlGet("net/ipv4/ip_local_reserved_ports")),
+    localRange: parseLocalPortRange(readSysctlAt("net/ipv4/ip_local_port_range")),
+    reserved: parseReservedPorts(readSysctlAt("net/ipv4/ip_local_reserved_ports")),
   };
 }
 

@@ -20,10 +20,27 @@ export interface BootstrapState {
   table: string;
 }
 
-/** `net:[4026531840]` → `4026531840`: identifies the calling thread's network namespace. */
+/** The namespace id, read once per thread (each worker thread has its own copy of this module). */
+let cachedNetns: string | undefined;
+
+/**
+ * `net:[4026531840]` → `4026531840`: identifies the calling thread's network namespace. Read from
+ * /proc once and then remembered (a readlink costs ~40 µs on a busy host, and every TAP and mapping
+ * asks): nothing in microvm-net moves a thread to another namespace in-process — `--netns`
+ * re-executes the CLI under nsenter (cli/netns.ts), since setns(2) would leave libuv's and koffi's
+ * threads behind (GUIDE §4). A caller that does setns(2) itself must call {@link forgetNetnsId}.
+ */
 export function netnsId(): string {
-  const link = readlinkSync("/proc/thread-self/ns/net");
-  return /\[(\d+)\]/.exec(link)?.[1] ?? link;
+  if (cachedNetns === undefined) {
+    const link = readlinkSync("/proc/thread-self/ns/net");
+    cachedNetns = /\[(\d+)\]/.exec(link)?.[1] ?? link;
+  }
+  return cachedNetns;
+}
+
+/** Forgets the remembered namespace id (after this thread moved to another namespace with setns(2)). */
+export function forgetNetnsId(): void {
+  cachedNetns = undefined;
 }
 
 /** Path of the state file for the current network namespace under `dir`. */
