@@ -387,12 +387,21 @@ kernelDescribe("property: every other mvnet command on a populated namespace", (
       fc.option(validMtu, { nil: undefined }),
       fc.option(validId, { nil: undefined }),
       fc.array(anyIPv4, { maxLength: 2 }),
+      fc.array(
+        fc
+          .tuple(unicastIPv4, fc.integer({ min: 8, max: 32 }), fc.option(validPort, { nil: undefined }))
+          .map(([a, n, port]) => `${a}/${n}${port === undefined ? "" : `:${port}/tcp`}`),
+        { maxLength: 2 },
+      ),
+      fc.array(fc.tuple(fc.constantFrom("tcp", "udp"), validPort), { maxLength: 2 }),
     )
-    .map(([p, mtu, uid, dns]) => [
+    .map(([p, mtu, uid, dns, allow, hostPorts]) => [
       ...p,
       ...(mtu === undefined ? [] : ["--mtu", String(mtu)]),
       ...(uid === undefined ? [] : ["--uid", String(uid), "--gid", String(uid)]),
       ...dns.flatMap((d) => ["--dns", d]),
+      ...allow.flatMap((a) => ["--allow", a]),
+      ...hostPorts.flatMap(([proto, n]) => ["--host-port", `${proto}:${n}`]),
     ]);
 
   runTable(
@@ -522,6 +531,16 @@ kernelDescribe("property: every other mvnet command on a populated namespace", (
           badArgs(
             fc.constant(["attach", "vm-x", "--dns", "1.1.1.1", "--dns", "1.0.0.1", "--dns", "8.8.8.8"]),
             /dns/,
+          ),
+          badArgs(
+            fc
+              .constantFrom("10.0.0.0/33", "10.0.0.1:0", "10.0.0.1/icmp", "x")
+              .map((a) => ["attach", "vm-x", "--allow", a]),
+            /allow/,
+          ),
+          badArgs(
+            fc.constantFrom("icmp:1", "tcp:0", "tcp", "22").map((h) => ["attach", "vm-x", "--host-port", h]),
+            /host-port/,
           ),
         ),
         good: fc
