@@ -12,6 +12,7 @@ import {
   elementToEntry,
   type GuestPolicySpec,
   isEmptyPolicy,
+  POLICY_SETS,
   parsePolicies,
   renderListPolicies,
   renderPolicyAdd,
@@ -20,6 +21,7 @@ import {
 } from "../firewall/guest-policy.js";
 import { ensureSkeleton, type HostPort, type NftApplier, nftErrno } from "../firewall/index.js";
 import { linkGet } from "../kernel/netlink/index.js";
+import { defaultNftnlSocket, NFPROTO_IPV4, type NftnlSocket, setElemGet } from "../kernel/nftnl/index.js";
 import { context, type NetworkOptions } from "./context.js";
 
 export type { AllowEntry } from "../firewall/guest-policy.js";
@@ -163,6 +165,24 @@ export async function getGuestPolicy(
     out.tap = p.bind.tap;
   }
   return out;
+}
+
+/**
+ * Whether TAP `index` has a MAC binding: one NFT_MSG_GETSETELEM on `tap_bound` over our nf_tables
+ * netlink socket (no cache fetch, so deleteTap pays ~50 µs, not a listing of every policy set).
+ * True when that socket is unavailable, so the caller falls back to {@link unbindTap}'s listing.
+ * @throws KernelError for a refusal other than "no such table, set or element".
+ */
+export function tapHasBinding(index: number, options: NetworkOptions = {}): boolean {
+  const ctx = context(options);
+  let sock: NftnlSocket;
+  try {
+    sock = defaultNftnlSocket();
+  } catch {
+    return true;
+  }
+  const set = { family: NFPROTO_IPV4, table: ctx.table, set: POLICY_SETS.bound };
+  return setElemGet(sock, set, [{ type: "iface_index", value: index }]) !== undefined;
 }
 
 /**

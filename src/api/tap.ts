@@ -9,6 +9,7 @@ import { addrAdd, type Link, linkDel, linkGet, linkList, linkSet } from "../kern
 import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
 import { tapClose, tapCreateOpen, tapPersist } from "../kernel/tun.js";
 import { type Context, context, type NetworkOptions, TAP_ALIAS } from "./context.js";
+import { tapHasBinding, unbindTap } from "./guest-policy.js";
 import { hasLoopbackMapping } from "./loopback.js";
 
 /** Per-TAP options. */
@@ -197,7 +198,8 @@ export async function createPointToPointTap(
 }
 
 /**
- * Deletes one of our TAPs. A name that does not exist is success (the goal is reached).
+ * Deletes one of our TAPs, and its source-MAC binding if it has one (setGuestPolicy). A name that does
+ * not exist is success (the goal is reached).
  * @throws ValidationError for a bad name; NotOursError when the device exists but was not made by
  *   this library (e.g. `eth0`), which is then left alone; KernelError for any other failure (EPERM
  *   without CAP_NET_ADMIN is never mistaken for "already gone").
@@ -209,6 +211,8 @@ export async function deleteTap(name: string, options: NetworkOptions = {}): Pro
   if (!link) return;
   if (!isOurTap(link))
     throw new NotOursError(`${name} is not a TAP made by microvm-net; refusing to delete it`);
+  // Its MAC binding goes with it, so nothing of the TAP stays in our sets.
+  if (tapHasBinding(link.index, options)) await unbindTap(link.index, options);
   try {
     await linkDel(ctx.netlink, link.index);
   } catch (e) {

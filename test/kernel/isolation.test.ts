@@ -13,7 +13,7 @@ import { closeShared } from "../../src/api/context.js";
 import { clearGuestPolicy, getGuestPolicy, setGuestPolicy, unbindTap } from "../../src/api/guest-policy.js";
 import { ValidationError } from "../../src/core/errors.js";
 import { type Attachment, HostNetwork } from "../../src/host/index.js";
-import { bootstrap, teardown } from "../../src/index.js";
+import { bootstrap, createPointToPointTap, deleteTap, teardown } from "../../src/index.js";
 import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
 import { type Internet, ipJson, kernelDescribe, makeInternet, nftJson, sh } from "../helpers/kernel.js";
 
@@ -314,5 +314,20 @@ kernelDescribe("isolation: guests reach the internet and what the operator allow
     expect((await getGuestPolicy(a.guestIp))?.mac).toBe(a.guestMac);
     await expect(unbindTap("bad name")).rejects.toThrow(ValidationError);
     expect(await hn.detach("vm-d")).toBe(true);
+  });
+
+  it("deleteTap takes the TAP's MAC binding with it; a TAP without one costs no listing", async () => {
+    await createPointToPointTap("raw-tap0", "10.200.0.1", "10.200.9.9", 0, 0);
+    await setGuestPolicy("10.200.9.9", { mac: "06:00:0a:c8:09:09", tap: "raw-tap0" });
+    const bound = () =>
+      JSON.stringify(nftJson().filter((o) => (o.set as { name?: string })?.name === "tap_mac")).split(
+        "10.200.9.9",
+      ).length - 1;
+    expect(bound()).toBe(1);
+    await deleteTap("raw-tap0");
+    expect(bound()).toBe(0);
+    expect((await getGuestPolicy(a.guestIp))?.mac).toBe(a.guestMac); // other bindings stay
+    await createPointToPointTap("raw-tap1", "10.200.0.1", "10.200.9.10", 0, 0);
+    await deleteTap("raw-tap1");
   });
 });
