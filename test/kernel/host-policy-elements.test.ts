@@ -2,6 +2,9 @@
 // sent through our nf_tables netlink messages, against the real kernel in the runner's private
 // network namespace: they must be exactly the elements nft makes from the text renderers (read back
 // through `nft -j list set`, an independent path), and each path must remove what the other added.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
 import { KernelError } from "../../src/core/errors.js";
 import {
@@ -14,15 +17,17 @@ import {
   renderPolicyRemove,
 } from "../../src/firewall/guest-policy.js";
 import { bootstrapFirewall, listMappings, type NftApplier, openNft } from "../../src/firewall/index.js";
+import { activeElementPath, setElementPath } from "../../src/firewall/portmap.js";
+import { HostNetwork } from "../../src/host/index.js";
 import { mappingChanges } from "../../src/host/nft-elements.js";
 import { NftnlSocket, setElemTransaction } from "../../src/kernel/nftnl/index.js";
 import { kernelDescribe, sh } from "../helpers/kernel.js";
 
 const T = "hpe_t";
 
-function listPolicies(): Map<string, GuestPolicySpec> {
+function listPolicies(table = T): Map<string, GuestPolicySpec> {
   const sets = ["guest_allow_exact", "guest_allow", "guest_host_exact", "guest_host", "tap_bound", "tap_mac"];
-  return parsePolicies(sets.map((s) => sh("nft", ["-j", "list", "set", "ip", T, s])));
+  return parsePolicies(sets.map((s) => sh("nft", ["-j", "list", "set", "ip", table, s])));
 }
 
 /** nft prints an index with no interface behind it (ours: 42, 43) as the text "42". */
@@ -133,4 +138,49 @@ kernelDescribe("policy and map elements over our netlink match nft's", () => {
     setElemTransaction(sock, mappingChanges(T, [m, a, i], "remove"));
     expect(await listMappings(nft, T)).toEqual([]);
   });
+});
+
+kernelDescribe("HostNetwork attach/detach: the same elements over netlink and through libnftables", () => {
+  const table = "hpe_hn";
+  afterAll(() => setElementPath("auto"));
+
+  for (const path of ["auto", "libnftables"] as const) {
+    it(`${path}: attach adds the mapping and every policy element (interval ones too), detach removes them`, async () => {
+      setElementPath(path);
+      expect(activeElementPath()).toBe(path === "auto" ? "netlink" : "libnftables");
+      const dir = mkdtempSync(join(tmpdir(), "hpe-"));
+      const nft = await openNft();
+      const hn = await HostNetwork.open({ statePath: join(dir, "s.db"), table, nft });
+      try {
+        const a = await hn.attach("vm-a", {
+          publish: ["127.0.0.1:8080:80", "53/udp"],
+          dns: ["10.200.0.1"],
+          allow: ["10.0.0.0/8:53/udp", "192.0.2.0/24:8000-8010", "169.254.169.254:80/tcp"],
+          hostPorts: [{ protocol: "tcp", port: 9000 }],
+        });
+        const got = listPolicies(table).get(a.guestIp);
+        const tapIndex = Number(sh("cat", [`/sys/class/net/${a.tap}/ifindex`]).trim());
+        const want = buildPolicy(a.guestIp, {
+          allow: ["10.0.0.0/8:53/udp", "192.0.2.0/24:8000-8010", "169.254.169.254:80/tcp"],
+          hostPorts: [{ protocol: "tcp", port: 9000 }],
+          dns: ["10.200.0.1"],
+          bind: { tap: tapIndex, mac: a.guestMac },
+        });
+        const byName = (n: string) => (n === a.tap ? tapIndex : undefined);
+        expect([...policyElementKeys(got ?? want, byName)].sort()).toEqual(
+          [...policyElementKeys(want)].sort(),
+        );
+        expect(got).toBeDefined();
+        const maps = (await listMappings(nft, table)).map((m) => `${m.protocol} ${m.hostPort} ${m.guestIp}`);
+        expect(maps.sort()).toEqual(a.ports.map((p) => `${p.protocol} ${p.hostPort} ${a.guestIp}`).sort());
+        expect(await hn.detach("vm-a")).toBe(true);
+        expect(listPolicies(table).size).toBe(0);
+        expect(await listMappings(nft, table)).toEqual([]);
+      } finally {
+        await hn.close();
+        rmSync(dir, { recursive: true, force: true });
+        sh("nft", ["-f", "-"], `add table ip ${table}\ndelete table ip ${table}\n`);
+      }
+    });
+  }
 });
