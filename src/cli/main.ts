@@ -38,7 +38,9 @@ function build(): Command {
     .option("--netns <name>", "act inside the network namespace made by `ip netns add <name>`")
     .option("--table <name>", "nftables table (family ip) to use", undefined)
     .option("--state-dir <dir>", "where bootstrap records what it changed", undefined)
-    .showHelpAfterError()
+    // Usage errors are reported by main() as one line (or JSON under --json), not commander's text
+    // followed by the whole help; subcommands inherit both settings.
+    .configureOutput({ outputError: () => {} })
     .exitOverride();
 
   const g = (): Global => program.opts<Global>();
@@ -207,6 +209,20 @@ function build(): Command {
 }
 
 /** Entry point: parses argv, runs the command, maps errors to exit codes. */
+/** A usage error as one line on stderr (JSON under `--json`), with where to find help. */
+function reportUsage(code: string, message: string, json: boolean): number {
+  const text = message
+    .replace(/^error: /, "")
+    .replace(/\s+/g, " ")
+    .trim();
+  if (json) {
+    process.stderr.write(`${JSON.stringify({ error: { code: "ERR_USAGE", kind: code, message: text } })}\n`);
+  } else {
+    process.stderr.write(`mvnet: ${text} (see mvnet --help)\n`);
+  }
+  return EXIT.usage;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes("--json");
   try {
@@ -224,12 +240,9 @@ export async function main(argv: string[]): Promise<number> {
       ) {
         return EXIT.ok;
       }
-      return EXIT.usage;
+      return reportUsage(ce.code, (e as Error).message, json);
     }
-    if (e instanceof InvalidArgumentError) {
-      process.stderr.write(`mvnet: ${e.message}\n`);
-      return EXIT.usage;
-    }
+    if (e instanceof InvalidArgumentError) return reportUsage("commander.invalidArgument", e.message, json);
     return reportError(e, json);
   } finally {
     await closeShared();
