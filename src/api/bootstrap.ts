@@ -13,7 +13,7 @@ import {
 import { addrList, defaultRoute } from "../kernel/netlink/index.js";
 import { sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { readBootstrapState, removeBootstrapState, writeBootstrapState } from "../store/bootstrap-state.js";
-import { type Context, context, type NetworkOptions, SUBNET } from "./context.js";
+import { type Context, context, type NetworkOptions, optionsOf, SUBNET } from "./context.js";
 import { removeHostFirewallIntegration } from "./integration.js";
 import { clearLoopback } from "./loopback.js";
 import { listTaps } from "./tap.js";
@@ -43,12 +43,16 @@ const IP_FORWARD = "net/ipv4/ip_forward";
  * What it changes outside the table (the sysctl's previous value) is recorded in a state file so that
  * {@link teardown} — in this process or another — restores it.
  * @returns the normalised subnet, e.g. `10.200.0.0/16`.
- * @throws ValidationError for a bad subnet — prefix outside /8–/30, or one that holds an address of
+ * @param given options; `null` or omitted = defaults.
+ * @throws ValidationError for options that are not an object, a `stateDir` that is not a path, a
+ *   list field (`blockedDestinations`, `allowedDestinations`, `dns`, `guestToHost`) that is not an
+ *   array, a bad subnet — prefix outside /8–/30, or one that holds an address of
  *   the host's own (outside our TAPs) or its default gateway — or a bad destination, resolver or
  *   host port (nothing touched); FirewallError /
  *   KernelError otherwise, after undoing what this call changed (sysctl and state record).
  */
-export async function bootstrap(options: BootstrapOptions = {}): Promise<string> {
+export async function bootstrap(given: BootstrapOptions | null = {}): Promise<string> {
+  const options = optionsOf(given);
   const c = parseCidr(options.subnet ?? SUBNET, "subnet");
   if (c.prefix < MIN_PREFIX || c.prefix > MAX_PREFIX) {
     throw new ValidationError("subnet", `prefix /${c.prefix} is outside /${MIN_PREFIX}-/${MAX_PREFIX}`);
@@ -114,9 +118,12 @@ async function refuseHostOverlap(ctx: Context, c: Cidr): Promise<void> {
  * {@link integrateHostFirewall} put into other firewalls (`mvnet bootstrap --integrate`), if any. Works after the default route
  * moved or vanished (no rule names an interface), from any process, and when nothing is set up.
  * TAPs are not touched (delete them with deleteTap).
- * @throws FirewallError / KernelError; the state file is kept until the undo has succeeded.
+ * @param given options; `null` or omitted = defaults.
+ * @throws ValidationError (nothing touched) for options that are not an object or a `stateDir` that
+ *   is not a path; FirewallError / KernelError; the state file is kept until the undo has succeeded.
  */
-export async function teardown(options: NetworkOptions = {}): Promise<void> {
+export async function teardown(given: NetworkOptions | null = {}): Promise<void> {
+  const options = optionsOf(given);
   const ctx = context(options);
   const state = readBootstrapState(ctx.stateDir);
   const nft = await ctx.nft();

@@ -4,6 +4,8 @@
  * can pass their own.
  */
 import { DEFAULT_SUBNET } from "../core/defaults.js";
+import { ValidationError } from "../core/errors.js";
+import { describe, validatePath } from "../core/validate.js";
 import { DEFAULT_TABLE, DEFAULT_TAP_GROUP, type NftApplier, openNft } from "../firewall/index.js";
 import { defaultSocket, type NetlinkSocket } from "../kernel/netlink/index.js";
 import { DEFAULT_STATE_DIR } from "../store/bootstrap-state.js";
@@ -52,17 +54,36 @@ function sharedApplier(): Promise<NftApplier> {
   return sharedNft;
 }
 
-/** Fills in defaults; opens the shared netlink socket lazily (nftables only when first needed). */
-export function context(options: NetworkOptions = {}): Context {
+/**
+ * The options argument of every seed-style function: `undefined` and `null` both mean "all
+ * defaults" (as a `null` field does), an object is taken as is.
+ * @throws ValidationError (field `options`) for anything else, e.g. a number or a string.
+ */
+export function optionsOf<T extends object>(options: T | null | undefined): T {
+  if (options === undefined || options === null) return {} as T;
+  if (typeof options !== "object" && typeof options !== "function") {
+    throw new ValidationError("options", `${describe(options)} is not an options object`);
+  }
+  return options;
+}
+
+/**
+ * Fills in defaults; opens the shared netlink socket lazily (nftables only when first needed).
+ * @throws ValidationError for options that are not an object ({@link optionsOf}) or a `stateDir`
+ *   that is not a path — before any handle is opened.
+ */
+export function context(given: NetworkOptions | null = {}): Context {
+  const options = optionsOf(given);
+  if (options.stateDir !== undefined && options.stateDir !== null) validatePath(options.stateDir, "stateDir");
   if (!options.netlink) sharedNetlink = defaultSocket();
   const netlink = options.netlink ?? (sharedNetlink as NetlinkSocket);
-  const given = options.nft;
+  const nft = options.nft;
   return {
     table: options.table ?? DEFAULT_TABLE,
     group: options.group ?? DEFAULT_TAP_GROUP,
     stateDir: options.stateDir ?? DEFAULT_STATE_DIR,
     netlink,
-    nft: given ? async () => given : sharedApplier,
+    nft: nft ? async () => nft : sharedApplier,
   };
 }
 

@@ -3,9 +3,9 @@
  * mapping costs the same at 10 000 mappings as at none.
  */
 import { ValidationError } from "../core/errors.js";
-import { validateIfName, validateIPv4, validatePort, validateProtocol } from "../core/validate.js";
+import { describe, validateIfName, validateIPv4, validatePort, validateProtocol } from "../core/validate.js";
 import { addMapping, type HostMatch, listMappings, type Mapping, removeMapping } from "../firewall/index.js";
-import { context, type NetworkOptions } from "./context.js";
+import { context, type NetworkOptions, optionsOf } from "./context.js";
 import { allowLoopbackTo } from "./loopback.js";
 
 export type { HostMatch, Mapping } from "../firewall/index.js";
@@ -17,6 +17,14 @@ export type { HostMatch, Mapping } from "../firewall/index.js";
  * @throws ValidationError when it is none of these.
  */
 export function parseHostInterface(hostInterface: string): HostMatch {
+  // Checked first: the RegExp below would convert its argument and throw TypeError for a Symbol.
+  if (typeof hostInterface !== "string") {
+    throw new ValidationError(
+      "hostInterface",
+      `${describe(hostInterface)} is not "", an IPv4 address or an interface name`,
+      "ERR_INVALID_NAME",
+    );
+  }
   if (hostInterface === "" || hostInterface === "0.0.0.0") return { kind: "any" };
   // Anything made of digits and dots is meant as an address: a typo such as 192.168.1.300 is an
   // error, never silently taken for an interface name.
@@ -64,10 +72,10 @@ export async function addPortMapping(
   guestIp: string,
   guestPort: number,
   protocol: string,
-  options: NetworkOptions = {},
+  options: NetworkOptions | null = {},
 ): Promise<void> {
   const m = toMapping(hostInterface, hostPort, guestIp, guestPort, protocol);
-  const ctx = context(options);
+  const ctx = context(optionsOf(options));
   const nft = await ctx.nft();
   const added = await addMapping(nft, ctx.table, m);
   if (!coversLoopback(m.host)) return;
@@ -91,15 +99,15 @@ export async function removePortMapping(
   guestIp: string,
   guestPort: number,
   protocol: string,
-  options: NetworkOptions = {},
+  options: NetworkOptions | null = {},
 ): Promise<boolean> {
   const m = toMapping(hostInterface, hostPort, guestIp, guestPort, protocol);
-  const ctx = context(options);
+  const ctx = context(optionsOf(options));
   return (await removeMapping(await ctx.nft(), ctx.table, m)) === "removed";
 }
 
 /** Lists the published ports in our table (empty when the table does not exist). */
-export async function listPortMappings(options: NetworkOptions = {}): Promise<Mapping[]> {
+export async function listPortMappings(options: NetworkOptions | null = {}): Promise<Mapping[]> {
   const ctx = context(options);
   return listMappings(await ctx.nft(), ctx.table);
 }

@@ -3,18 +3,21 @@
  * ours (interface alias and group) so that nothing we do ever touches a device we did not make.
  */
 import { KernelError, NotOursError, ValidationError } from "../core/errors.js";
-import { parseCidr, validateId, validateIfName, validateIPv4 } from "../core/validate.js";
+import { parseCidr, validateId, validateIfName, validateIPv4, validateTapMtu } from "../core/validate.js";
 import { linkBrief } from "../kernel/netlink/ifreq.js";
 import { addrAdd, type Link, linkDel, linkGet, linkList, linkSet } from "../kernel/netlink/index.js";
 import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
 import { tapClose, tapCreateOpen, tapPersist } from "../kernel/tun.js";
-import { type Context, context, type NetworkOptions, TAP_ALIAS } from "./context.js";
+import { type Context, context, type NetworkOptions, optionsOf, TAP_ALIAS } from "./context.js";
 import { tapHasBinding, unbindTap } from "./guest-policy.js";
 import { hasLoopbackMapping } from "./loopback.js";
 
 /** Per-TAP options. */
 export interface TapOptions extends NetworkOptions {
-  /** MTU in bytes, 68–65535 (IPv4 minimum, RFC 791). Default: the kernel's (1500). */
+  /**
+   * MTU in bytes, 68 (IPv4 minimum, RFC 791) – 65521 (tun's `max_mtu = MAX_MTU - hard_header_len`,
+   * drivers/net/tun.c: 65535 − 14). Default: the kernel's (1500).
+   */
   mtu?: number;
   /** Owner uid of the TAP (the VMM's uid). Default: unset (root or CAP_NET_ADMIN only can open it). */
   uid?: number;
@@ -67,12 +70,9 @@ function validateTapOptions(opts: TapOptions): void {
     throw new ValidationError("routeLocalnet", "must be true or false");
 }
 
+/** The TAP's MTU, 68–65521 (see validateTapMtu); undefined keeps the kernel's default. */
 function validateMtu(mtu: unknown): number | undefined {
-  if (mtu === undefined) return undefined;
-  if (typeof mtu !== "number" || !Number.isInteger(mtu) || mtu < 68 || mtu > 65535) {
-    throw new ValidationError("mtu", `${String(mtu)} is not an MTU in 68-65535`, "ERR_INVALID_MTU");
-  }
-  return mtu;
+  return mtu === undefined ? undefined : validateTapMtu(mtu, "mtu");
 }
 
 /** True when the link is a TAP made by this library. */
@@ -157,11 +157,14 @@ async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptio
 /**
  * Creates a persistent TAP (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, single queue, as Firecracker opens it),
  * gives it the address `cidr` (e.g. `10.200.0.1/24`) and brings it up.
- * @param name interface name, 1–15 bytes of `[A-Za-z0-9_.-]`.
- * @throws ValidationError before anything is touched; AlreadyExistsError when the name exists (the
- *   existing device is left untouched); KernelError (e.g. EPERM without CAP_NET_ADMIN).
+ * @param name interface name, 1–15 bytes of `[A-Za-z0-9_.-]`, not `all` or `default` (reserved by
+ *   /proc/sys/net/*\/conf).
+ * @param given options; `null` or omitted = defaults.
+ * @throws ValidationError before anything is touched (e.g. an MTU outside 68–65521);
+ *   AlreadyExistsError when the name exists (the existing device is left untouched); KernelError (e.g. EPERM without CAP_NET_ADMIN).
  */
-export async function createTap(name: string, cidr: string, options: TapOptions = {}): Promise<TapInfo> {
+export async function createTap(name: string, cidr: string, given: TapOptions | null = {}): Promise<TapInfo> {
+  const options = optionsOf(given);
   validateIfName(name);
   const c = parseCidr(cidr);
   validateHostAddress(c.address, "cidr");
@@ -185,8 +188,9 @@ export async function createPointToPointTap(
   guestIp: string,
   uid: number,
   gid: number,
-  options: TapOptions = {},
+  given: TapOptions | null = {},
 ): Promise<TapInfo> {
+  const options = optionsOf(given);
   validateIfName(name);
   const local = validateHostAddress(hostIp, "hostIp");
   const peer = validateHostAddress(guestIp, "guestIp");
@@ -204,7 +208,8 @@ export async function createPointToPointTap(
  *   this library (e.g. `eth0`), which is then left alone; KernelError for any other failure (EPERM
  *   without CAP_NET_ADMIN is never mistaken for "already gone").
  */
-export async function deleteTap(name: string, options: NetworkOptions = {}): Promise<void> {
+export async function deleteTap(name: string, given: NetworkOptions | null = {}): Promise<void> {
+  const options = optionsOf(given);
   validateIfName(name);
   const ctx = context(options);
   const link = await linkGet(ctx.netlink, name);
@@ -222,7 +227,7 @@ export async function deleteTap(name: string, options: NetworkOptions = {}): Pro
 }
 
 /** Lists the TAPs made by this library in the current network namespace. */
-export async function listTaps(options: NetworkOptions = {}): Promise<TapInfo[]> {
+export async function listTaps(options: NetworkOptions | null = {}): Promise<TapInfo[]> {
   const ctx = context(options);
   const links = await linkList(ctx.netlink);
   return links

@@ -10,8 +10,97 @@ export const IFNAME_MAX_BYTES = 15;
 const IFNAME_RE = /^[A-Za-z0-9_.-]+$/;
 
 /**
+ * Names the kernel keeps for itself: `all` and `default` are the directories of
+ * /proc/sys/net/{ipv4,ipv6}/conf/, so register_netdevice() refuses a device of that name with
+ * EINVAL (net/core/dev.c, dev_get_valid_name → dev_valid_name; net/ipv4/devinet.c owns the sysctl
+ * names).
+ */
+export const RESERVED_IFNAMES: ReadonlySet<string> = new Set(["all", "default"]);
+
+/**
+ * A TAP's MTU range in bytes. 68 is IPv4's minimum (RFC 791); the maximum is tun's
+ * `dev->max_mtu = MAX_MTU - dev->hard_header_len` (drivers/net/tun.c, tun_net_initialize) =
+ * 65535 − ETH_HLEN 14 = 65521 for a TAP; dev_validate_mtu() refuses more with EINVAL.
+ */
+export const TAP_MTU_MIN = 68;
+/** See {@link TAP_MTU_MIN}. */
+export const TAP_MTU_MAX = 65521;
+
+/**
+ * Describes any value for an error message without ever throwing: strings quoted (cut at 64
+ * characters), numbers as written (`-0` kept), BigInts with `n`, Symbols as `Symbol(desc)`, arrays
+ * by length, other objects by their constructor (a null-prototype object, which has no
+ * `toString`, as such). `String(v)` and `JSON.stringify(v)` throw a TypeError for some of these.
+ */
+export function describe(v: unknown): string {
+  try {
+    switch (typeof v) {
+      case "string":
+        return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}…` : v);
+      case "number":
+        return Object.is(v, -0) ? "-0" : String(v);
+      case "bigint":
+        return `${v.toString()}n`;
+      case "symbol":
+        return v.toString();
+      case "boolean":
+      case "undefined":
+        return String(v);
+      case "function":
+        return "a function";
+    }
+    if (v === null) return "null";
+    if (Array.isArray(v)) return `an array of ${v.length}`;
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto === null) return "an object without prototype";
+    const ctor = (proto as { constructor?: unknown }).constructor;
+    const name = typeof ctor === "function" && typeof ctor.name === "string" ? ctor.name : "";
+    return name && name !== "Object" ? `a ${name}` : "an object";
+  } catch {
+    return "a value"; // e.g. a Proxy whose traps throw
+  }
+}
+
+/**
+ * Checks that `value` is an array (of anything; the caller checks the items).
+ * @throws ValidationError naming `field` otherwise.
+ */
+export function validateArray(value: unknown, field: string): readonly unknown[] {
+  if (!Array.isArray(value)) throw new ValidationError(field, `${describe(value)} is not an array`);
+  return value;
+}
+
+/**
+ * Checks a filesystem path given as an option: a non-empty string without NUL (which every path
+ * syscall refuses).
+ * @throws ValidationError (code `ERR_INVALID_PATH`).
+ */
+export function validatePath(value: unknown, field: string): string {
+  if (typeof value !== "string" || value.length === 0 || value.includes("\0")) {
+    throw new ValidationError(field, `${describe(value)} is not a path`, "ERR_INVALID_PATH");
+  }
+  return value;
+}
+
+/**
+ * Checks a TAP's MTU: an integer in {@link TAP_MTU_MIN}–{@link TAP_MTU_MAX} (68–65521).
+ * @throws ValidationError (code `ERR_INVALID_MTU`).
+ */
+export function validateTapMtu(value: unknown, field = "mtu"): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < TAP_MTU_MIN || value > TAP_MTU_MAX) {
+    throw new ValidationError(
+      field,
+      `${describe(value)} is not a TAP MTU in ${TAP_MTU_MIN}-${TAP_MTU_MAX}`,
+      "ERR_INVALID_MTU",
+    );
+  }
+  return value;
+}
+
+/**
  * Checks an interface name the way `dev_valid_name()` in net/core/dev.c does, but stricter:
- * 1–15 bytes, not `.` or `..`, only `[A-Za-z0-9_.-]`.
+ * 1–15 bytes, not `.` or `..`, only `[A-Za-z0-9_.-]`, and not a reserved name
+ * ({@link RESERVED_IFNAMES}: `all`, `default`).
  * @throws ValidationError (code `ERR_INVALID_NAME`) otherwise.
  */
 export function validateIfName(name: unknown, field = "name"): string {
@@ -32,6 +121,13 @@ export function validateIfName(name: unknown, field = "name"): string {
       "ERR_INVALID_NAME",
     );
   }
+  if (RESERVED_IFNAMES.has(name)) {
+    throw new ValidationError(
+      field,
+      `"${name}" is reserved by the kernel (/proc/sys/net/*/conf/${name})`,
+      "ERR_INVALID_NAME",
+    );
+  }
   return name;
 }
 
@@ -42,11 +138,7 @@ export function validateIfName(name: unknown, field = "name"): string {
  */
 export function validateIPv4(value: unknown, field = "address"): string {
   if (typeof value !== "string" || !ipaddr.IPv4.isValidFourPartDecimal(value)) {
-    throw new ValidationError(
-      field,
-      `${JSON.stringify(value)} is not an IPv4 address`,
-      "ERR_INVALID_ADDRESS",
-    );
+    throw new ValidationError(field, `${describe(value)} is not an IPv4 address`, "ERR_INVALID_ADDRESS");
   }
   return ipaddr.IPv4.parse(value).toString();
 }
@@ -67,7 +159,7 @@ export interface Cidr {
  */
 export function parseCidr(value: unknown, field = "cidr"): Cidr {
   if (typeof value !== "string") {
-    throw new ValidationError(field, `${JSON.stringify(value)} is not a CIDR`, "ERR_INVALID_CIDR");
+    throw new ValidationError(field, `${describe(value)} is not a CIDR`, "ERR_INVALID_CIDR");
   }
   const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(value);
   if (!m || !ipaddr.IPv4.isValidFourPartDecimal(m[1] as string) || Number(m[2]) > 32) {
@@ -89,7 +181,11 @@ export function parseCidr(value: unknown, field = "cidr"): Cidr {
  */
 export function validatePort(value: unknown, field = "port"): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
-    throw new ValidationError(field, `${String(value)} is not a port number in 1-65535`, "ERR_INVALID_PORT");
+    throw new ValidationError(
+      field,
+      `${describe(value)} is not a port number in 1-65535`,
+      "ERR_INVALID_PORT",
+    );
   }
   return value;
 }
@@ -101,11 +197,7 @@ export function validatePort(value: unknown, field = "port"): number {
 export function validateProtocol(value: unknown, field = "protocol"): Protocol {
   const p = typeof value === "string" ? value.toLowerCase() : value;
   if (p !== "tcp" && p !== "udp") {
-    throw new ValidationError(
-      field,
-      `${JSON.stringify(value)} is not "tcp" or "udp"`,
-      "ERR_INVALID_PROTOCOL",
-    );
+    throw new ValidationError(field, `${describe(value)} is not "tcp" or "udp"`, "ERR_INVALID_PROTOCOL");
   }
   return p;
 }
@@ -116,7 +208,7 @@ export function validateProtocol(value: unknown, field = "protocol"): Protocol {
  */
 export function validateId(value: unknown, field: string): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0xfffffffe) {
-    throw new ValidationError(field, `${String(value)} is not a uid/gid in 0-4294967294`, "ERR_INVALID_ID");
+    throw new ValidationError(field, `${describe(value)} is not a uid/gid in 0-4294967294`, "ERR_INVALID_ID");
   }
   return value;
 }

@@ -19,8 +19,10 @@ import { ValidationError } from "../core/errors.js";
 import {
   type Cidr,
   cidrContains,
+  describe,
   type Protocol,
   parseCidr,
+  validateArray,
   validateIPv4,
   validatePort,
   validateProtocol,
@@ -79,7 +81,7 @@ export function validateTableName(name: unknown): string {
   if (typeof name !== "string" || name.length > TABLE_MAX || !TABLE_RE.test(name)) {
     throw new ValidationError(
       "table",
-      `${JSON.stringify(name)} is not a table name (a letter, then letters, digits or "_", at most ${TABLE_MAX})`,
+      `${describe(name)} is not a table name (a letter, then letters, digits or "_", at most ${TABLE_MAX})`,
       "ERR_INVALID_NAME",
     );
   }
@@ -127,6 +129,11 @@ export interface BootstrapSpec {
   tapGroup?: number;
 }
 
+/** `o[key]` when `o` is an object, else undefined (the validator then names the entry). */
+function prop(o: unknown, key: string): unknown {
+  return typeof o === "object" && o !== null ? (o as Record<string, unknown>)[key] : undefined;
+}
+
 function table(t: string): string {
   return `ip ${validateTableName(t)}`;
 }
@@ -140,6 +147,7 @@ function cidrText(c: Cidr): string {
  * CIDRs either nest or are disjoint, so entries inside another entry are dropped.
  */
 function cidrSet(values: readonly string[], field: string): string[] {
+  validateArray(values, field);
   const cidrs = values.map((v, i) => parseCidr(v, `${field}[${i}]`));
   const kept = cidrs.filter(
     (c, i) =>
@@ -272,14 +280,14 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
   const dnsIn = spec.dns ?? [];
   if (!Array.isArray(dnsIn)) throw new ValidationError("dns", "must be an array of IPv4 addresses");
   const dns = [...new Set(dnsIn.map((d, i) => validateIPv4(d, `dns[${i}]`)))];
-  const hostPorts = (spec.guestToHost ?? []).map((p, i) => ({
-    protocol: validateProtocol(p?.protocol, `guestToHost[${i}].protocol`),
-    port: validatePort(p?.port, `guestToHost[${i}].port`),
+  const hostPorts = validateArray(spec.guestToHost ?? [], "guestToHost").map((p: unknown, i) => ({
+    protocol: validateProtocol(prop(p, "protocol"), `guestToHost[${i}].protocol`),
+    port: validatePort(prop(p, "port"), `guestToHost[${i}].port`),
   }));
 
   const group = spec.tapGroup ?? DEFAULT_TAP_GROUP;
   if (!Number.isInteger(group) || group < 0 || group > 0xffffffff) {
-    throw new ValidationError("tapGroup", `${String(group)} is not an interface group in 0-4294967295`);
+    throw new ValidationError("tapGroup", `${describe(group)} is not an interface group in 0-4294967295`);
   }
 
   const perGuest = "ip saddr . ip daddr . meta l4proto . th dport";

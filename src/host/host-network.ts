@@ -48,12 +48,16 @@ import {
   ValidationError,
 } from "../core/errors.js";
 import {
+  describe as describeValue,
   intToIPv4,
   ipv4ToInt,
   type Protocol,
   parseCidr,
   prefixMask,
+  validateArray,
   validateIPv4,
+  validatePath,
+  validateTapMtu,
 } from "../core/validate.js";
 import {
   type AllowEntry,
@@ -185,7 +189,7 @@ export interface AttachOptions {
   uid?: number;
   /** Owner gid of the TAP. Default 0. */
   gid?: number;
-  /** MTU in bytes, 68–65535. Default 1500. */
+  /** MTU in bytes, 68–65521 (a TAP's maximum, see validateTapMtu in core/validate.ts). Default 1500. */
   mtu?: number;
   /** A specific guest address inside the subnet. Default: the next free one. */
   guestIp?: string;
@@ -266,16 +270,13 @@ export interface ReconcileReport {
   unheldPorts: Array<PublishedPort & { vmId: string }>;
 }
 
-function validateMtu(v: unknown): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 68 || v > 65535) {
-    throw new ValidationError("mtu", `${String(v)} is not an MTU in 68-65535`, "ERR_INVALID_MTU");
-  }
-  return v;
-}
-
 function validateOwnerId(v: unknown, field: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) {
-    throw new ValidationError(field, `${String(v)} is not a uid/gid in 0-4294967294`, "ERR_INVALID_ID");
+    throw new ValidationError(
+      field,
+      `${describeValue(v)} is not a uid/gid in 0-4294967294`,
+      "ERR_INVALID_ID",
+    );
   }
   return v;
 }
@@ -286,7 +287,7 @@ function validateOwnerId(v: unknown, field: string): number {
  */
 export function normalizeAttach(vmId: string, o: AttachOptions = {}): VmRequest {
   if (typeof o !== "object" || o === null) throw new ValidationError("options", "must be an object");
-  const mtu = o.mtu === undefined ? DEFAULT_MTU : validateMtu(o.mtu);
+  const mtu = o.mtu === undefined ? DEFAULT_MTU : validateTapMtu(o.mtu, "mtu");
   const uid = o.uid === undefined ? 0 : validateOwnerId(o.uid, "uid");
   const gid = o.gid === undefined ? 0 : validateOwnerId(o.gid, "gid");
   const guestIp = o.guestIp === undefined ? undefined : validateIPv4(o.guestIp, "guestIp");
@@ -427,17 +428,19 @@ export class HostNetwork {
   /**
    * Opens the state database and the kernel handles. Does not touch the kernel; call
    * {@link reconcile} at start-up to bring it to the recorded state.
-   * @throws ValidationError for bad options; ConflictError when `subnet` differs from the recorded
+   * @throws ValidationError for bad options (e.g. a `statePath` that is not a non-empty string,
+   *   checked before the database is opened); ConflictError when `subnet` differs from the recorded
    *   one while VMs are recorded; SqliteError / MvnetError from the database.
    */
   static async open(options: HostNetworkOptions = {}): Promise<HostNetwork> {
+    if (options.statePath !== undefined) validatePath(options.statePath, "statePath");
     if (options.subnet !== undefined) subnetInfo(options.subnet);
     for (const [field, v] of [
       ["group", options.group],
       ["batchGroup", options.batchGroup],
     ] as const) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > 0xffffffff)) {
-        throw new ValidationError(field, `${String(v)} is not an interface group in 1-4294967295`);
+        throw new ValidationError(field, `${describeValue(v)} is not an interface group in 1-4294967295`);
       }
     }
     if ((options.group ?? DEFAULT_TAP_GROUP) === (options.batchGroup ?? DEFAULT_BATCH_GROUP)) {
@@ -516,10 +519,11 @@ export class HostNetwork {
    * all their TAPs in one group delete (one RCU grace period, ~16 ms, for the batch instead of one
    * per TAP). Unknown VMs are skipped.
    * @returns the VMs detached.
-   * @throws as {@link detach}; a ConflictError for one VM is thrown before anything is touched.
+   * @throws ValidationError (field `vmIds`) when `vmIds` is not an array; as {@link detach}; a
+   *   ConflictError for one VM is thrown before anything is touched.
    */
   async detachMany(vmIds: readonly string[]): Promise<string[]> {
-    const ids = [...new Set(vmIds.map((v) => validateVmId(v)))].sort();
+    const ids = [...new Set(validateArray(vmIds, "vmIds").map((v) => validateVmId(v)))].sort();
     this.#checkOpen();
     return this.#passes.shared(() => this.#vmLocks.run(ids, () => this.#detachMany(ids, true)));
   }
