@@ -1,10 +1,17 @@
 // The facade refuses bad input before it touches anything (no kernel needed to see it).
 import { describe, expect, it } from "vitest";
+import { optionsOf } from "../../src/api/context.js";
+import { renderBootstrap } from "../../src/firewall/ruleset.js";
 import {
   addPortMapping,
+  bootstrap,
   createPointToPointTap,
   createTap,
+  deleteTap,
+  HostNetwork,
   parseHostInterface,
+  removePortMapping,
+  teardown,
   ValidationError,
 } from "../../src/index.js";
 
@@ -60,5 +67,112 @@ describe("validation before anything is touched", () => {
     await expect(addPortMapping("", 80, "10.200.0.2", 80, "icmp")).rejects.toMatchObject({
       field: "protocol",
     });
+  });
+});
+
+// A fake netlink handle keeps context() from opening the process-wide socket: every call below must
+// fail in validation, before any handle is used.
+const noKernel = { netlink: {} as never };
+
+describe("options = null means the defaults", () => {
+  it("optionsOf: null and undefined give {}, an object is itself, anything else is refused", () => {
+    expect(optionsOf(null)).toEqual({});
+    expect(optionsOf(undefined)).toEqual({});
+    const o = { table: "t" };
+    expect(optionsOf(o)).toBe(o);
+    for (const bad of [5, "x", true, 10n, Symbol("o")]) {
+      expect(() => optionsOf(bad as never)).toThrow(expect.objectContaining({ field: "options" }));
+    }
+  });
+  it("createTap/createPointToPointTap/deleteTap with null options still validate their arguments", async () => {
+    // Before: TypeError "Cannot read properties of null (reading 'mtu')".
+    await expect(createTap("t 0", "10.9.0.1/24", null)).rejects.toMatchObject({ field: "name" });
+    await expect(createTap("t0", "10.9.0.1/33", null)).rejects.toMatchObject({ field: "cidr" });
+    await expect(createPointToPointTap("t0", "10.9.0.1", "10.9.0.1", 0, 0, null)).rejects.toMatchObject({
+      field: "guestIp",
+    });
+    await expect(deleteTap("a/b", null)).rejects.toMatchObject({ field: "name" });
+    await expect(addPortMapping("", 0, "10.9.0.2", 80, "tcp", null)).rejects.toMatchObject({
+      field: "hostPort",
+    });
+    await expect(removePortMapping("", 80, "10.9.0.2", 80, "icmp", null)).rejects.toMatchObject({
+      field: "protocol",
+    });
+    await expect(createTap("t0", "10.9.0.1/24", 5 as never)).rejects.toMatchObject({ field: "options" });
+  });
+});
+
+describe("odd values are refused with a ValidationError naming the field", () => {
+  it("a BigInt address", async () => {
+    await expect(createPointToPointTap("t5", 10n as never, "10.9.0.2", 0, 0)).rejects.toMatchObject({
+      field: "hostIp",
+      code: "ERR_INVALID_ADDRESS",
+    });
+    await expect(createTap("t5", 10n as never)).rejects.toMatchObject({ field: "cidr" });
+  });
+  it("a null-prototype object as a port, uid or MTU", async () => {
+    const np = Object.create(null);
+    await expect(addPortMapping("", np, "10.9.0.2", 80, "tcp")).rejects.toMatchObject({ field: "hostPort" });
+    await expect(createPointToPointTap("t5", "10.9.0.1", "10.9.0.2", np, 0)).rejects.toMatchObject({
+      field: "uid",
+    });
+    await expect(createTap("t5", "10.9.0.1/24", { mtu: np })).rejects.toMatchObject({ field: "mtu" });
+  });
+  it("a Symbol as hostInterface", async () => {
+    expect(() => parseHostInterface(Symbol() as never)).toThrow(
+      expect.objectContaining({ field: "hostInterface" }),
+    );
+    await expect(addPortMapping(Symbol() as never, 80, "10.9.0.2", 80, "tcp")).rejects.toBeInstanceOf(
+      ValidationError,
+    );
+  });
+});
+
+describe("TAP limits the kernel enforces are checked first", () => {
+  it.each([65522, 65535])("MTU %d is above a TAP's max_mtu 65521", async (mtu) => {
+    await expect(createTap("t0", "10.9.0.1/24", { mtu })).rejects.toMatchObject({
+      field: "mtu",
+      code: "ERR_INVALID_MTU",
+    });
+    await expect(createPointToPointTap("t0", "10.9.0.1", "10.9.0.2", 0, 0, { mtu })).rejects.toMatchObject({
+      field: "mtu",
+    });
+  });
+  it("attach refuses MTU 65522 before the database is touched", async () => {
+    const hn = Object.create(HostNetwork.prototype) as HostNetwork;
+    await expect(hn.attach("vm1", { mtu: 65522 })).rejects.toMatchObject({ field: "mtu" });
+  });
+  it.each(["all", "default"])("the reserved name %s", async (name) => {
+    await expect(createTap(name, "10.9.0.1/24")).rejects.toMatchObject({ field: "name" });
+    await expect(createPointToPointTap(name, "10.9.0.1", "10.9.0.2", 0, 0)).rejects.toMatchObject({
+      field: "name",
+    });
+  });
+});
+
+describe("bootstrap, teardown and HostNetwork refuse non-array lists and non-string paths", () => {
+  it.each([
+    ["guestToHost", {}],
+    ["guestToHost", "tcp:22"],
+    ["blockedDestinations", "10.0.0.0/8"],
+    ["blockedDestinations", {}],
+  ])("%s = %j", async (field, value) => {
+    expect(() => renderBootstrap({ [field]: value })).toThrow(expect.objectContaining({ field }));
+    await expect(bootstrap({ ...noKernel, [field]: value })).rejects.toMatchObject({ field });
+  });
+  it("guestToHost entries that are not objects name their index", () => {
+    expect(() => renderBootstrap({ guestToHost: [5 as never] })).toThrow(
+      expect.objectContaining({ field: "guestToHost[0].protocol" }),
+    );
+  });
+  it("stateDir / statePath must be a path", async () => {
+    await expect(bootstrap({ stateDir: 5 as never })).rejects.toMatchObject({ field: "stateDir" });
+    await expect(teardown({ stateDir: 5 as never })).rejects.toMatchObject({ field: "stateDir" });
+    await expect(HostNetwork.open({ statePath: 5 as never })).rejects.toMatchObject({ field: "statePath" });
+  });
+  it("detachMany needs an array", async () => {
+    // Validation runs before the instance's state is used, so a bare prototype object is enough.
+    const hn = Object.create(HostNetwork.prototype) as HostNetwork;
+    await expect(hn.detachMany("abc" as never)).rejects.toMatchObject({ field: "vmIds" });
   });
 });
