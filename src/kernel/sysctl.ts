@@ -103,7 +103,8 @@ export function ifaceSysctlPath(family: "ipv4" | "ipv6", ifname: string, key: st
   if (family !== "ipv4" && family !== "ipv6") {
     throw new ValidationError("family", `${JSON.stringify(family)} is not "ipv4" or "ipv6"`);
   }
-  validateIfName(ifname, "ifname");
+  // `all` and `default` are the per-family directories beside the interfaces', not interface names.
+  if (ifname !== "all" && ifname !== "default") validateIfName(ifname, "ifname");
   if (typeof key !== "string" || !KEY_RE.test(key)) {
     throw new ValidationError("key", `${JSON.stringify(key)} is not a sysctl key such as route_localnet`);
   }
