@@ -6,7 +6,7 @@ import { ValidationError } from "../core/errors.js";
 import { describe, validateIfName, validateIPv4, validatePort, validateProtocol } from "../core/validate.js";
 import { addMapping, type HostMatch, listMappings, type Mapping, removeMapping } from "../firewall/index.js";
 import { context, type NetworkOptions, optionsOf } from "./context.js";
-import { allowLoopbackTo } from "./loopback.js";
+import { allowLoopbackTo, releaseLoopback } from "./loopback.js";
 
 export type { HostMatch, Mapping } from "../firewall/index.js";
 
@@ -80,7 +80,7 @@ export async function addPortMapping(
   const added = await addMapping(nft, ctx.table, m);
   if (!coversLoopback(m.host)) return;
   try {
-    await allowLoopbackTo(ctx, m.guestIp);
+    await allowLoopbackTo(ctx, m);
   } catch (e) {
     if (added) await removeMapping(nft, ctx.table, m);
     throw e;
@@ -89,7 +89,8 @@ export async function addPortMapping(
 
 /**
  * Removes exactly that mapping (same host side, same guest). Removing an absent one is a no-op, and
- * a mapping of the same host port to another guest is left alone.
+ * a mapping of the same host port to another guest is left alone. When it was the guest's last
+ * mapping the host reached through 127.0.0.1, route_localnet goes off its TAP again.
  * @returns true when the mapping was there and is now gone, false when there was nothing to remove.
  * @throws ValidationError (nothing touched); FirewallError.
  */
@@ -103,7 +104,9 @@ export async function removePortMapping(
 ): Promise<boolean> {
   const m = toMapping(hostInterface, hostPort, guestIp, guestPort, protocol);
   const ctx = context(optionsOf(options));
-  return (await removeMapping(await ctx.nft(), ctx.table, m)) === "removed";
+  const removed = (await removeMapping(await ctx.nft(), ctx.table, m)) === "removed";
+  if (removed && coversLoopback(m.host)) await releaseLoopback(ctx, m);
+  return removed;
 }
 
 /** Lists the published ports in our table (empty when the table does not exist). */

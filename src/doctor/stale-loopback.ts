@@ -1,6 +1,6 @@
 /**
- * Check: route_localnet hints (src/api/loopback.ts) — empty files named after a guest address,
- * telling TAP creation to set route_localnet on that guest's TAP. A hint whose guest no TAP of ours
+ * Check: route_localnet hints (src/api/loopback.ts) — a directory named after a guest address (one
+ * empty file per mapping covering 127.0.0.1), telling TAP creation to set route_localnet on that guest's TAP. A hint whose guest no TAP of ours
  * reaches is stale, and dangerous: whichever TAP later routes that address gets route_localnet.
  */
 import { readdirSync } from "node:fs";
@@ -25,8 +25,7 @@ export function coversLoopback(m: Mapping): boolean {
 
 /**
  * Check `stale.loopback-hint` (warn, one per hint whose guest address is not routed through a TAP of
- * ours; the fix removes the mappings that made it — removing a mapping leaves the hint — and the
- * file); ok
+ * ours; the fix removes the mappings that made it, which removes the hint, or else the hint); ok
  * `stale.loopback-hints` otherwise.
  */
 export async function checkStaleLoopback(ctx: DoctorContext): Promise<Finding[]> {
@@ -53,7 +52,8 @@ export async function checkStaleLoopback(ctx: DoctorContext): Promise<Finding[]>
         {
           detail:
             "A TAP made later for this address would get route_localnet (the host's 127.0.0.1 reachable through it).",
-          fix: [...left.map(portRmCommand), `rm ${path}`].join("\n"),
+          // Removing the last mapping removes the hint too (api/loopback.ts releaseLoopback).
+          fix: left.length > 0 ? left.map(portRmCommand).join("\n") : `rm -r ${path}`,
           data: { path, guestIp: name, mappings: left },
         },
       ),

@@ -194,6 +194,27 @@ kernelDescribe("foundation: what a new user tried", () => {
     await deleteTap("tap-other");
   });
 
+  it("removing a guest's last loopback mapping takes route_localnet off its TAP, and its hint", async () => {
+    await bootstrap();
+    await createPointToPointTap("tap-lo", "10.200.0.1", "10.200.0.11", 0, 0);
+    const localnet = () => readSysctl("net/ipv4/conf/tap-lo/route_localnet");
+    await addPortMapping("", 8081, "10.200.0.11", 80, "tcp");
+    await addPortMapping("127.0.0.1", 8082, "10.200.0.11", 81, "udp");
+    await addPortMapping("192.0.2.77", 8083, "10.200.0.11", 82, "tcp"); // not via 127.0.0.1
+    expect(localnet()).toBe("1");
+    expect(await removePortMapping("", 8081, "10.200.0.11", 80, "tcp")).toBe(true);
+    expect(localnet()).toBe("1"); // the 127.0.0.1 mapping still needs it
+    expect(await removePortMapping("127.0.0.1", 8082, "10.200.0.11", 81, "udp")).toBe(true);
+    expect(localnet()).toBe("0");
+    await deleteTap("tap-lo");
+    // No hint is left: a TAP made again for that guest does not get route_localnet.
+    await createPointToPointTap("tap-lo", "10.200.0.1", "10.200.0.11", 0, 0);
+    expect(localnet()).toBe("0");
+    await removePortMapping("192.0.2.77", 8083, "10.200.0.11", 82, "tcp");
+    await deleteTap("tap-lo");
+    await teardown();
+  });
+
   it("a process killed in the middle of creating a TAP leaves no TAP behind", async () => {
     // Kill the child when it opens the IPv6 sysctl of the new TAP: after TUNSETIFF, before the TAP
     // is marked as ours and made persistent.

@@ -266,12 +266,12 @@ kernelDescribe("mvnet doctor", () => {
         ["warn", "10.200.7.7"], // made by the mapping above (it covers 127.0.0.1)
         ["warn", "10.200.9.9"],
       ]);
-      expect(hints[1]?.fix).toBe(`rm ${join(hintDir, "10.200.9.9")}`);
-      expect(hints[0]?.fix).toMatch(/^mvnet port rm 9090 10\.200\.7\.7 80 --proto tcp\nrm /);
+      expect(hints[1]?.fix).toBe(`rm -r ${join(hintDir, "10.200.9.9")}`);
+      expect(hints[0]?.fix).toBe("mvnet port rm 9090 10.200.7.7 80 --proto tcp");
       expect(code).toBe(0);
     } finally {
       await removePortMapping("", 9090, "10.200.7.7", 80, "tcp", { stateDir });
-      rmSync(join(hintDir, "10.200.7.7"), { force: true });
+      rmSync(join(hintDir, "10.200.7.7"), { recursive: true, force: true });
       rmSync(join(hintDir, "10.200.9.9"), { force: true });
     }
   });
