@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { TAP_ALIAS } from "../api/context.js";
 import { ValidationError } from "../core/errors.js";
-import { IFNAME_MAX_BYTES } from "../core/validate.js";
+import { describe, IFNAME_MAX_BYTES } from "../core/validate.js";
 import type { Link } from "../kernel/netlink/index.js";
 
 /** Longest VM id accepted (it is written into the TAP's alias, at most 255 bytes). */
@@ -22,7 +22,7 @@ export function validateVmId(vmId: unknown): string {
   if (typeof vmId !== "string" || vmId.length === 0 || vmId.length > VM_ID_MAX || !VM_ID_RE.test(vmId)) {
     throw new ValidationError(
       "vmId",
-      `${JSON.stringify(vmId)} is not a VM id (1-${VM_ID_MAX} characters: a letter or digit, then letters, digits, "_", ".", ":", "@", "-")`,
+      `${describe(vmId)} is not a VM id (1-${VM_ID_MAX} characters: a letter or digit, then letters, digits, "_", ".", ":", "@", "-")`,
       "ERR_INVALID_ID",
     );
   }
