@@ -117,7 +117,8 @@ async function refuseHostOverlap(ctx: Context, c: Cidr): Promise<void> {
  * restores the sysctls bootstrap changed to their recorded values; first removes the rules
  * {@link integrateHostFirewall} put into other firewalls (`mvnet bootstrap --integrate`), if any. Works after the default route
  * moved or vanished (no rule names an interface), from any process, and when nothing is set up.
- * TAPs are not touched (delete them with deleteTap).
+ * TAPs are not touched (delete them with deleteTap). Given a `table` other than the one bootstrap
+ * recorded, only that table is deleted: the record, sysctls and integration belong to the other.
  * @param given options; `null` or omitted = defaults.
  * @throws ValidationError (nothing touched) for options that are not an object or a `stateDir` that
  *   is not a path; FirewallError / KernelError; the state file is kept until the undo has succeeded.
@@ -127,8 +128,15 @@ export async function teardown(given: NetworkOptions | null = {}): Promise<void>
   const ctx = context(options);
   const state = readBootstrapState(ctx.stateDir);
   const nft = await ctx.nft();
+  const table = options.table ?? state?.table ?? ctx.table;
+  if (state && state.table !== table) {
+    // Another table than the one bootstrapped here: delete it, and leave the bootstrap's record,
+    // sysctls and integration to the teardown of its own table.
+    await teardownFirewall(nft, table);
+    return;
+  }
   await removeHostFirewallIntegration(options);
-  await teardownFirewall(nft, options.table ?? state?.table ?? ctx.table);
+  await teardownFirewall(nft, table);
   await clearLoopback(ctx);
   for (const [path, value] of Object.entries(state?.sysctls ?? {})) sysctlSet(path, value);
   removeBootstrapState(ctx.stateDir);

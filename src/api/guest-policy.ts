@@ -20,9 +20,10 @@ import {
   validateIfIndex,
 } from "../firewall/guest-policy.js";
 import { ensureSkeleton, type HostPort, type NftApplier, nftErrno } from "../firewall/index.js";
-import { linkGet } from "../kernel/netlink/index.js";
+import { linkGet, routeGet } from "../kernel/netlink/index.js";
 import { defaultNftnlSocket, NFPROTO_IPV4, type NftnlSocket, setElemGet } from "../kernel/nftnl/index.js";
 import { context, type NetworkOptions } from "./context.js";
+import { isOurTap } from "./tap.js";
 
 export type { AllowEntry } from "../firewall/guest-policy.js";
 
@@ -57,6 +58,7 @@ export interface GuestPolicyState {
 }
 
 async function resolveBinding(
+  guestIp: string,
   policy: GuestPolicy,
   options: NetworkOptions,
 ): Promise<{ tap: number; mac: string } | undefined> {
@@ -65,8 +67,15 @@ async function resolveBinding(
   }
   if (policy.tap === undefined) return undefined;
   const name = validateIfName(policy.tap, "tap");
-  const link = await linkGet(context(options).netlink, name);
+  const nl = context(options).netlink;
+  const link = await linkGet(nl, name);
   if (!link) throw new ValidationError("tap", `no interface named ${name}`, "ERR_NOT_FOUND");
+  // Binding a guest's MAC to a device that is not its TAP would drop nothing on its real TAP.
+  if (!isOurTap(link)) throw new ValidationError("tap", `${name} is not a TAP made by microvm-net`);
+  const via = await routeGet(nl, guestIp).catch(() => undefined);
+  if (via?.oif !== link.index) {
+    throw new ValidationError("tap", `${guestIp} is not reached through ${name}`);
+  }
   return { tap: link.index, mac: policy.mac as string };
 }
 
@@ -97,10 +106,11 @@ async function readPolicy(
 /**
  * Sets (or replaces) the policy of guest `guestIp`: the old elements go and the new ones come in one
  * nftables transaction, so no packet ever sees a mix or a gap. Works with or without bootstrap (the
- * rules that read the sets come with bootstrap). An empty policy is the same as
- * {@link clearGuestPolicy}.
- * @throws ValidationError for a bad address, entry, port, resolver, MAC, or a TAP that does not
- *   exist (nothing touched); FirewallError when nftables refuses (nothing changed).
+ * rules that read the sets come with bootstrap). Without `mac`/`tap` the guest's current MAC binding
+ * stays as it is (HostNetwork binds every VM it attaches).
+ * @throws ValidationError for a bad address, entry, port, resolver, MAC, or a `tap` that does not
+ *   exist, is not ours or does not route the guest (nothing touched); FirewallError when nftables
+ *   refuses (nothing changed).
  */
 export async function setGuestPolicy(
   guestIp: string,
@@ -113,7 +123,7 @@ export async function setGuestPolicy(
   // Validate everything before the first kernel call (the TAP lookup is read-only).
   buildPolicy(ip, { allow: policy.allow, hostPorts: policy.hostPorts, dns: policy.dns });
   if (policy.mac !== undefined) buildPolicy(ip, { bind: { tap: 1, mac: policy.mac } });
-  const bind = await resolveBinding(policy, options);
+  const bind = await resolveBinding(ip, policy, options);
   const spec = buildPolicy(ip, {
     allow: policy.allow,
     hostPorts: policy.hostPorts,
@@ -123,12 +133,16 @@ export async function setGuestPolicy(
   const nft = await ctx.nft();
   await ensureSkeleton(nft, ctx.table);
   const old = await readPolicy(nft, ctx.table, ip);
+  // Without mac/tap the guest keeps the binding it has (HostNetwork made it at attach): a policy
+  // change must not silently turn its anti-spoofing off.
+  if (!bind && old?.bind) spec.bind = old.bind;
   const text = (old ? renderPolicyRemove(ctx.table, old) : "") + renderPolicyAdd(ctx.table, spec);
   if (text !== "") await nft.run(text);
 }
 
 /**
- * Removes every element of guest `guestIp`'s policy (one transaction).
+ * Removes every element of guest `guestIp`'s policy (one transaction), its MAC binding included
+ * (HostNetwork's reconcile binds its VMs again).
  * @returns true when there was something to remove.
  * @throws ValidationError for a bad address; FirewallError.
  */

@@ -21,6 +21,7 @@ interface HostGlobals {
   json?: boolean;
   table?: string;
   db?: string;
+  stateDir?: string;
 }
 
 function int(value: string): number {
@@ -109,7 +110,12 @@ export function registerHostCommands(program: Command): void {
     fn: (hn: HostNetwork) => Promise<T>,
     extra: HostNetworkOptions = {},
   ): Promise<T> => {
-    const hn = await HostNetwork.open({ statePath: statePathOf(g().db), table: g().table, ...extra });
+    const hn = await HostNetwork.open({
+      statePath: statePathOf(g().db),
+      table: g().table,
+      stateDir: g().stateDir,
+      ...extra,
+    });
     try {
       return await fn(hn);
     } finally {

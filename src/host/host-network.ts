@@ -104,6 +104,7 @@ import { type ElemChange, setElemTransaction } from "../kernel/nftnl/index.js";
 import { holdPort, releasePort } from "../kernel/port-hold.js";
 import { isAlive, type ProcessIdentity, selfIdentity } from "../kernel/proc.js";
 import { ifaceSysctlPath, sysctlGet, sysctlSet } from "../kernel/sysctl.js";
+import { readBootstrapState } from "../store/bootstrap-state.js";
 import { HostState, type PortRecord, type VmRecord, type VmState } from "../store/host-state.js";
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
 import { allocateTapName, allocateVm, type SubnetInfo, type VmRequest } from "./allocate.js";
@@ -162,9 +163,13 @@ export interface HostNetworkOptions {
   statePath?: string;
   /**
    * Guest subnet (IPv4 CIDR, /8–/30); the host side of every TAP is its first address. Default: the
-   * one recorded in the database, else `10.200.0.0/16`. Changing it while VMs are recorded is refused.
+   * one recorded in the database, else the one `bootstrap` was given on this host (its record in
+   * `stateDir`), else `10.200.0.0/16` — so guests get addresses inside the range bootstrap protects.
+   * Changing it while VMs are recorded is refused.
    */
   subnet?: string;
+  /** Where bootstrap's record is (for the default subnet). Default `/run/microvm-net`. */
+  stateDir?: string;
   /** nftables table. Default `microvm_net`. */
   table?: string;
   /** Interface group of the TAPs (bootstrap's anti-spoofing rule matches it). Default 0x6d76. */
@@ -434,6 +439,7 @@ export class HostNetwork {
    */
   static async open(options: HostNetworkOptions = {}): Promise<HostNetwork> {
     if (options.statePath !== undefined) validatePath(options.statePath, "statePath");
+    if (options.stateDir !== undefined) validatePath(options.stateDir, "stateDir");
     if (options.subnet !== undefined) subnetInfo(options.subnet);
     for (const [field, v] of [
       ["group", options.group],
@@ -452,7 +458,9 @@ export class HostNetwork {
     try {
       const cidr = state.write(() => {
         const recorded = state.getMeta("subnet");
-        const wanted = options.subnet ? subnetInfo(options.subnet) : subnetInfo(recorded ?? SUBNET);
+        const wanted = subnetInfo(
+          options.subnet ?? recorded ?? readBootstrapState(options.stateDir)?.subnet ?? SUBNET,
+        );
         const text = `${wanted.cidr.network}/${wanted.cidr.prefix}`;
         if (recorded !== undefined && recorded !== text && state.count() > 0) {
           throw new ConflictError(

@@ -154,6 +154,17 @@ kernelDescribe("foundation: what a new user tried", () => {
     await teardown();
   });
 
+  it("teardown of another table leaves the bootstrapped one, its record and ip_forward alone", async () => {
+    await bootstrap();
+    await teardown({ table: "microvm_net2" });
+    expect(readSysctl("net/ipv4/ip_forward")).toBe("1");
+    expect(readBootstrapState()?.table).toBe("microvm_net");
+    expect(ourTables()).toHaveLength(1);
+    await teardown();
+    expect(readSysctl("net/ipv4/ip_forward")).toBe("0");
+    expect(readBootstrapState()).toBeUndefined();
+  });
+
   it("bootstrap refuses a subnet that would capture the host's own traffic, and touches nothing", async () => {
     const net = makeInternet();
     for (const subnet of ["0.0.0.0/0", "10.0.0.0/7", "10.200.0.0/31", "192.0.2.0/24", "192.0.0.0/16"]) {

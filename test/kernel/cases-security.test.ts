@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { closeShared } from "../../src/api/context.js";
+import { getGuestPolicy, setGuestPolicy } from "../../src/api/guest-policy.js";
 import { type Attachment, HostNetwork } from "../../src/host/index.js";
 import { bootstrap, teardown } from "../../src/index.js";
 import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
@@ -189,5 +190,18 @@ kernelDescribe("security cases C10, C14, C18", () => {
     expect((await synAnswer(gm, m.hostIp, 22)).flags).toContain("RST");
     // The fake guests never complete a handshake, so the service never saw a connection.
     expect(sshdConnections).toBe(0);
+  });
+  it("a policy change without mac/tap keeps the guest's MAC binding; a binding to a foreign device is refused", async () => {
+    const before = await getGuestPolicy(m.guestIp);
+    expect(before).toMatchObject({ mac: m.guestMac, tap: m.tap });
+    await setGuestPolicy(m.guestIp, { allow: ["192.0.2.99:5432/tcp"] });
+    expect(await getGuestPolicy(m.guestIp)).toMatchObject({ mac: m.guestMac, tap: m.tap });
+    for (const tap of ["lo", n.tap]) {
+      await expect(setGuestPolicy(m.guestIp, { mac: m.guestMac, tap })).rejects.toMatchObject({
+        field: "tap",
+      });
+    }
+    await setGuestPolicy(m.guestIp, { allow: before?.allow ?? [] });
+    expect(await getGuestPolicy(m.guestIp)).toEqual(before);
   });
 });

@@ -17,10 +17,12 @@ import {
 } from "../../src/host/index.js";
 import {
   addPortMapping,
+  bootstrap,
   createPointToPointTap,
   deleteTap,
   listPortMappings,
   removePortMapping,
+  SUBNET,
   teardown,
 } from "../../src/index.js";
 import { conntrackList, openConntrackSocket } from "../../src/kernel/conntrack.js";
@@ -397,5 +399,34 @@ kernelDescribe("HostNetwork: UDP clients reach a newly published port (stale con
     expect(syn).toMatchObject({ src: net.gatewayIp, dst: a.guestIp, flags: ["SYN"] });
     await hn.detach("vm-udp");
     await hn.close();
+  });
+});
+
+kernelDescribe("HostNetwork and bootstrap's subnet", () => {
+  it("without a subnet of its own, a new database takes the one bootstrap protects", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mvnet-subnet-"));
+    try {
+      await bootstrap({ subnet: "10.50.0.0/16", stateDir: dir });
+      const hn = await HostNetwork.open({ statePath: join(dir, "state.db"), stateDir: dir });
+      expect(hn.subnet).toBe("10.50.0.0/16");
+      const a = await hn.attach("vm-sub");
+      expect(a.guestIp).toBe("10.50.0.2");
+      await hn.detach("vm-sub");
+      await hn.close();
+      // An explicit subnet still wins, and a database keeps the subnet it recorded.
+      const other = await HostNetwork.open({
+        statePath: join(dir, "other.db"),
+        stateDir: dir,
+        subnet: SUBNET,
+      });
+      expect(other.subnet).toBe(SUBNET);
+      await other.close();
+      await expect(
+        HostNetwork.open({ statePath: join(dir, "state.db"), stateDir: 5 as never }),
+      ).rejects.toThrow(ValidationError);
+    } finally {
+      await teardown({ stateDir: dir });
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
