@@ -4,6 +4,7 @@
  * instead of switching in-process.
  */
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { ValidationError } from "../core/errors.js";
 
 const INNER = "MVNET_IN_NETNS";
@@ -20,12 +21,20 @@ export function validateNetnsName(name: unknown): string {
  * When `--netns NAME` was given and we are not yet inside, re-runs this very command under
  * `nsenter --net=/run/netns/NAME` (the namespace `ip netns add NAME` made) and returns its exit code;
  * returns undefined when the caller should go on in the current namespace.
+ * @throws ValidationError for a bad name or a namespace that does not exist (exit code 2).
  */
 export function reexecInNetns(argv: string[]): number | undefined {
   const i = argv.findIndex((a) => a === "--netns" || a.startsWith("--netns="));
   if (i < 0 || process.env[INNER]) return undefined;
   const arg = argv[i] as string;
   const name = validateNetnsName(arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : argv[i + 1]);
+  if (!existsSync(`/run/netns/${name}`)) {
+    throw new ValidationError(
+      "netns",
+      `no network namespace ${name} (ip netns add ${name} makes one)`,
+      "ERR_NOT_FOUND",
+    );
+  }
   const rest = argv.filter((_, j) => j !== i && !(j === i + 1 && !arg.includes("=")));
   const r = spawnSync(
     "nsenter",
