@@ -58,12 +58,25 @@ export const DNS_PORT = 53;
 /** Chains of the port-mapping skeleton. */
 export const SKELETON_CHAINS = ["nat_prerouting", "nat_output", "nat_postrouting", "raw_prerouting"] as const;
 
-/** Chains of the bootstrap part. */
+/**
+ * Regular chains of the bootstrap part: the verdicts for a guest's forwarded packets, for forwarded
+ * packets to a guest, and for a guest's packets to the host itself (see {@link renderBootstrap}).
+ */
+export const GUEST_CHAINS = {
+  fromGuest: "from_guest",
+  toGuest: "to_guest",
+  toHost: "guest_to_host",
+} as const;
+
+/** Chains of the bootstrap part (base chains, then the regular chains they jump to). */
 export const BOOTSTRAP_CHAINS = [
   "guest_prerouting",
   "guest_forward",
   "guest_input",
   "guest_postrouting",
+  GUEST_CHAINS.fromGuest,
+  GUEST_CHAINS.toGuest,
+  GUEST_CHAINS.toHost,
 ] as const;
 
 /** Interface group (IFLA_GROUP) our TAPs join by default: "mv" in ASCII. */
@@ -172,11 +185,13 @@ function setText(items: readonly string[]): string {
  * guest's policy can be written whether or not the host is bootstrapped (only the bootstrap part's
  * rules read them).
  *
- * - nat_prerouting (dstnat): `pm_addr` matches the packet's destination address itself, so it only
- *   catches packets to that address; `pm_iif` and `pm_any` only catch packets the host would deliver
- *   locally (`fib daddr type local`), so transit traffic to the same port elsewhere is never touched.
+ * - nat_prerouting (dstnat): all three maps only catch packets the host would deliver locally (`fib
+ *   daddr type local`), so transit traffic to the same port elsewhere is never touched — also for a
+ *   `pm_addr` key naming an address that is not the host's (it would otherwise hijack guests'
+ *   traffic to that remote address); `pm_addr` then matches the destination address itself.
  * - nat_output (-100, the dstnat value; nft 1.0.6 accepts the name only in prerouting): the host
- *   reaches published ports through its own addresses, 127.0.0.1 included (loopback is local).
+ *   reaches published ports through its own addresses, 127.0.0.1 included (loopback is local);
+ *   likewise only local destinations are translated.
  * - nat_postrouting (srcnat): a DNATed packet from 127/8 gets a real source address, else the guest
  *   could not answer (the TAP also needs route_localnet, set by the caller: net/ipv4/route.c refuses a
  *   loopback source on another device without it).
@@ -207,11 +222,11 @@ export function renderSkeleton(tableName: string = DEFAULT_TABLE): string {
     `add chain ${t} nat_postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
     `add chain ${t} raw_prerouting { type filter hook prerouting priority raw; policy accept; }`,
     `flush chain ${t} nat_prerouting`,
-    `add rule ${t} nat_prerouting ${l4} dnat ip to meta l4proto . ip daddr . th dport map @${MAP_NAMES.address}`,
+    `add rule ${t} nat_prerouting ${l4} fib daddr type local dnat ip to meta l4proto . ip daddr . th dport map @${MAP_NAMES.address}`,
     `add rule ${t} nat_prerouting ${l4} fib daddr type local dnat ip to meta l4proto . iifname . th dport map @${MAP_NAMES.interface}`,
     `add rule ${t} nat_prerouting ${l4} fib daddr type local dnat ip to meta l4proto . th dport map @${MAP_NAMES.any}`,
     `flush chain ${t} nat_output`,
-    `add rule ${t} nat_output ${l4} dnat ip to meta l4proto . ip daddr . th dport map @${MAP_NAMES.address}`,
+    `add rule ${t} nat_output ${l4} fib daddr type local dnat ip to meta l4proto . ip daddr . th dport map @${MAP_NAMES.address}`,
     `add rule ${t} nat_output ${l4} fib daddr type local dnat ip to meta l4proto . th dport map @${MAP_NAMES.any}`,
     `flush chain ${t} nat_postrouting`,
     `add rule ${t} nat_postrouting ip saddr 127.0.0.0/8 ct status dnat masquerade`,
@@ -233,24 +248,34 @@ export function renderSkeleton(tableName: string = DEFAULT_TABLE): string {
  *   without NEIGH_UPDATE_F_ADMIN), each TAP is point-to-point to one guest, and an entry a guest
  *   plants for another address on its own TAP is never used, since the route to that address leads
  *   through another TAP; a guest can only lie to itself.
- * - guest_forward (filter): replies to and from S pass; DNATed traffic to S passes (published ports,
- *   also guest → published port of another guest); S → destinations allowed for every guest
- *   (`allowedDestinations`), for one guest (set `guest_allow`) and S → the DNS resolvers on udp/tcp 53
- *   pass; S → S and S → blocked destinations are dropped; S → anything else passes (no interface
- *   named, so egress keeps working when the default route moves); new connections from elsewhere to S
- *   are dropped, so a guest is reachable from outside only through a published port even by a
- *   neighbour that routes S via the host. Policy accept: traffic neither from nor to S is never
- *   judged here.
- * - guest_input (filter): S → the host itself only for replies, ICMP echo, the `guestToHost` ports,
- *   DNS to a resolver that is a host address, and one guest's `guest_host` elements; any other new
- *   TCP connection gets a RST at once and anything else an ICMP port unreachable (a guest must not
- *   reach host services bound to 0.0.0.0, and must not wait for a timeout to learn it).
- * - guest_postrouting (srcnat): S → outside S is masqueraded, whichever interface it leaves by; so is
- *   a guest's connection to a published port that leads back into S.
+ *
+ * A guest is a packet that arrives on a link of group `tapGroup` (any address: a TAP made with its
+ * own CIDR or a point-to-point peer outside S is isolated all the same) or comes from S; traffic to
+ * a guest leaves by a link of that group or goes to S. Both forms are kept: the subnet form covers
+ * a TAP while it sits outside the group (HostNetwork.detachMany moves TAPs to a batch group before
+ * deleting them), the group form every guest address outside S.
+ * - guest_forward (filter): replies pass (policy accept: accepting other established traffic here
+ *   changes nothing); a guest's packets jump to from_guest, packets to a guest to to_guest.
+ * - from_guest: DNATed traffic to a guest passes (published ports, also guest → published port of
+ *   another guest); destinations allowed for every guest (`allowedDestinations`), for one guest
+ *   (set `guest_allow`, keyed on the guest's address) and the DNS resolvers on udp/tcp 53 pass;
+ *   guest → guest and guest → blocked destinations are dropped; anything else passes (no uplink
+ *   named, so egress keeps working when the default route moves).
+ * - to_guest: new connections from elsewhere are dropped unless DNATed, so a guest is reachable from
+ *   outside only through a published port, even by a neighbour that routes its address via the host.
+ * - guest_input (filter) → guest_to_host: a guest reaches the host itself only for replies, ICMP
+ *   echo, the `guestToHost` ports, DNS to a resolver that is a host address, and its own
+ *   `guest_host` elements; any other new TCP connection gets a RST at once and anything else an
+ *   ICMP port unreachable (a guest must not reach host services bound to 0.0.0.0, and must not wait
+ *   for a timeout to learn it).
+ * - guest_postrouting (srcnat): a guest's packet to a non-guest is masqueraded, whichever interface
+ *   it leaves by; so is a guest's connection to a published port that leads back to a guest. The
+ *   input device is known here for forwarded packets (net/ipv4/ip_output.c ip_output passes
+ *   `skb->dev` as the hook's `in`), so `meta iifgroup` matches in postrouting.
  *
  * Hairpin (a guest reaching a published port through a host address — the TAP's host address, the
  * uplink's, or 127.0.0.1 is never one: a guest's 127/8 stays in the guest) works by default, towards
- * another guest and towards itself: nat_prerouting DNATs it (the address is local), guest_forward
+ * another guest and towards itself: nat_prerouting DNATs it (the address is local), from_guest
  * accepts it as DNATed, and guest_postrouting masquerades it to the TAP's host address — without
  * that a guest reaching its own published port would get a packet from its own address, which it
  * drops as martian. A port published on one address answers only packets to that address; the other
@@ -293,6 +318,9 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
   const perGuest = "ip saddr . ip daddr . meta l4proto . th dport";
   const dnsMatch =
     dns.length > 0 ? `ip daddr ${setText(dns)} meta l4proto { tcp, udp } th dport ${DNS_PORT}` : undefined;
+  const fwd = `add rule ${t} ${GUEST_CHAINS.fromGuest}`;
+  const toG = `add rule ${t} ${GUEST_CHAINS.toGuest}`;
+  const host = `add rule ${t} ${GUEST_CHAINS.toHost}`;
   const lines = [
     renderSkeleton(tableName).trimEnd(),
     `add chain ${t} guest_prerouting { type filter hook prerouting priority mangle; policy accept; }`,
@@ -302,55 +330,63 @@ export function renderBootstrap(spec: BootstrapSpec = {}): string {
     `add chain ${t} guest_forward { type filter hook forward priority filter; policy accept; }`,
     `add chain ${t} guest_input { type filter hook input priority filter; policy accept; }`,
     `add chain ${t} guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `add chain ${t} ${GUEST_CHAINS.fromGuest}`,
+    `add chain ${t} ${GUEST_CHAINS.toGuest}`,
+    `add chain ${t} ${GUEST_CHAINS.toHost}`,
+    // The base chains first: a regular chain can be flushed while a rule still jumps to it.
     `flush chain ${t} guest_forward`,
-    `add rule ${t} guest_forward ip daddr ${s} ct state established,related accept`,
-    `add rule ${t} guest_forward ip saddr ${s} ct state established,related accept`,
-    `add rule ${t} guest_forward ct status dnat ip daddr ${s} accept`,
+    `flush chain ${t} guest_input`,
+    `flush chain ${t} guest_postrouting`,
+    `flush chain ${t} ${GUEST_CHAINS.fromGuest}`,
+    `flush chain ${t} ${GUEST_CHAINS.toGuest}`,
+    `flush chain ${t} ${GUEST_CHAINS.toHost}`,
+    // Policy accept: accepting other established traffic here changes nothing.
+    `add rule ${t} guest_forward ct state established,related accept`,
+    `add rule ${t} guest_forward meta iifgroup ${group} jump ${GUEST_CHAINS.fromGuest}`,
+    `add rule ${t} guest_forward ip saddr ${s} jump ${GUEST_CHAINS.fromGuest}`,
+    `add rule ${t} guest_forward meta oifgroup ${group} jump ${GUEST_CHAINS.toGuest}`,
+    `add rule ${t} guest_forward ip daddr ${s} jump ${GUEST_CHAINS.toGuest}`,
+    `${fwd} ct status dnat meta oifgroup ${group} accept`,
+    `${fwd} ct status dnat ip daddr ${s} accept`,
   ];
   if (allowed.length > 0) {
-    lines.push(
-      `add rule ${t} guest_forward ip saddr ${s} ip daddr ${setText(allowed.map(shortCidr))} accept`,
-    );
+    lines.push(`${fwd} ip daddr ${setText(allowed.map(shortCidr))} accept`);
   }
   for (const e of allowedPorts) {
     const ports = e.ports.start === e.ports.end ? `${e.ports.start}` : `${e.ports.start}-${e.ports.end}`;
-    lines.push(
-      `add rule ${t} guest_forward ip saddr ${s} ip daddr ${shortCidr(e.cidr)} ${e.protocol} dport ${ports} accept`,
-    );
+    lines.push(`${fwd} ip daddr ${shortCidr(e.cidr)} ${e.protocol} dport ${ports} accept`);
   }
-  if (dnsMatch) lines.push(`add rule ${t} guest_forward ip saddr ${s} ${dnsMatch} accept`);
+  if (dnsMatch) lines.push(`${fwd} ${dnsMatch} accept`);
   lines.push(
-    `add rule ${t} guest_forward ip saddr ${s} ${perGuest} @${POLICY_SETS.allowExact} accept`,
-    `add rule ${t} guest_forward ip saddr ${s} ${perGuest} @${POLICY_SETS.allow} accept`,
-    `add rule ${t} guest_forward ip saddr ${s} ip daddr ${s} drop`,
+    `${fwd} ${perGuest} @${POLICY_SETS.allowExact} accept`,
+    `${fwd} ${perGuest} @${POLICY_SETS.allow} accept`,
+    `${fwd} meta oifgroup ${group} drop`,
+    `${fwd} ip daddr ${s} drop`,
   );
-  if (blocked.length > 0) {
-    lines.push(`add rule ${t} guest_forward ip saddr ${s} ip daddr ${setText(blocked)} drop`);
-  }
+  if (blocked.length > 0) lines.push(`${fwd} ip daddr ${setText(blocked)} drop`);
   lines.push(
-    `add rule ${t} guest_forward ip saddr ${s} accept`,
-    `add rule ${t} guest_forward ip daddr ${s} drop`,
-    `flush chain ${t} guest_input`,
-    `add rule ${t} guest_input ip saddr ${s} ct state established,related accept`,
-    `add rule ${t} guest_input ip saddr ${s} icmp type echo-request accept`,
+    `${fwd} accept`,
+    `${toG} ct status dnat accept`,
+    `${toG} drop`,
+    `add rule ${t} guest_input meta iifgroup ${group} jump ${GUEST_CHAINS.toHost}`,
+    `add rule ${t} guest_input ip saddr ${s} jump ${GUEST_CHAINS.toHost}`,
+    `${host} ct state established,related accept`,
+    `${host} icmp type echo-request accept`,
   );
   for (const proto of ["tcp", "udp"] as const) {
     const ports = [...new Set(hostPorts.filter((p) => p.protocol === proto).map((p) => p.port))];
-    if (ports.length > 0) {
-      lines.push(
-        `add rule ${t} guest_input ip saddr ${s} ${proto} dport ${setText(ports.map(String))} accept`,
-      );
-    }
+    if (ports.length > 0) lines.push(`${host} ${proto} dport ${setText(ports.map(String))} accept`);
   }
-  if (dnsMatch) lines.push(`add rule ${t} guest_input ip saddr ${s} ${dnsMatch} accept`);
+  if (dnsMatch) lines.push(`${host} ${dnsMatch} accept`);
   lines.push(
-    `add rule ${t} guest_input ip saddr ${s} ${perGuest} @${POLICY_SETS.hostExact} accept`,
-    `add rule ${t} guest_input ip saddr ${s} ${perGuest} @${POLICY_SETS.host} accept`,
-    `add rule ${t} guest_input ip saddr ${s} meta l4proto tcp reject with tcp reset`,
-    `add rule ${t} guest_input ip saddr ${s} reject`,
-    `flush chain ${t} guest_postrouting`,
+    `${host} ${perGuest} @${POLICY_SETS.hostExact} accept`,
+    `${host} ${perGuest} @${POLICY_SETS.host} accept`,
+    `${host} meta l4proto tcp reject with tcp reset`,
+    `${host} reject`,
     `add rule ${t} guest_postrouting ip saddr ${s} ip daddr != ${s} masquerade`,
+    `add rule ${t} guest_postrouting meta iifgroup ${group} meta oifgroup != ${group} ip daddr != ${s} masquerade`,
     `add rule ${t} guest_postrouting ip saddr ${s} ct status dnat masquerade`,
+    `add rule ${t} guest_postrouting meta iifgroup ${group} ct status dnat masquerade`,
   );
   return `${lines.join("\n")}\n`;
 }

@@ -123,6 +123,9 @@ kernelDescribe("firewall table", () => {
         "guest_forward",
         "guest_input",
         "guest_postrouting",
+        "from_guest",
+        "to_guest",
+        "guest_to_host",
       ]),
     );
     expect(await listMappings(nft, TABLE)).toEqual([web]);
@@ -363,7 +366,7 @@ kernelDescribe("firewall packets", () => {
 
     await Promise.all([
       startServer("guest", "guest", ["tcp:0.0.0.0:80", "tcp:0.0.0.0:8080", "udp:0.0.0.0:5353"]),
-      startServer(inet.ns, "inet", ["tcp:0.0.0.0:80"]),
+      startServer(inet.ns, "inet", ["tcp:0.0.0.0:80", "tcp:0.0.0.0:8081"]),
       startServer(undefined, "host", ["tcp:0.0.0.0:7777"]),
     ]);
 
@@ -395,6 +398,22 @@ kernelDescribe("firewall packets", () => {
   it("transit traffic to the same port on another address is not DNATed", () => {
     // 203.0.113.2 is routed through the host, not local: the packet must reach :8080 unchanged.
     expect(client(inet.ns, "tcp", "203.0.113.2", 8080)).toBe(`guest:8080 from ${inet.gatewayIp}`);
+  });
+
+  it("a port published on an address that is not the host's leaves transit traffic to it alone", async () => {
+    // 198.51.100.10 is a remote host: a guest's connection to it must reach it, not be DNATed.
+    const foreign: Mapping = { ...web, host: { kind: "address", ip: inet.remoteIp }, hostPort: 8081 };
+    await addMapping(nft, TABLE, foreign);
+    try {
+      expect(client("guest", "tcp", inet.remoteIp, 8081)).toBe(`inet:8081 from ${inet.hostIp}`);
+      expect(client(inet.ns, "tcp", inet.remoteIp, 8081)).toBe("inet:8081 from 198.51.100.10");
+      // Control: the same mapping on an address of the host is translated.
+      await addMapping(nft, TABLE, { ...foreign, host: { kind: "address", ip: inet.hostIp } });
+      expect(client(inet.ns, "tcp", inet.hostIp, 8081)).toBe(`guest:80 from ${inet.gatewayIp}`);
+    } finally {
+      await removeMapping(nft, TABLE, foreign);
+      await removeMapping(nft, TABLE, { ...foreign, host: { kind: "address", ip: inet.hostIp } });
+    }
   });
 
   it("the host reaches a published port through its own address and 127.0.0.1", async () => {

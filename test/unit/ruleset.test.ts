@@ -14,6 +14,7 @@ import {
   renderPolicyRemove,
 } from "../../src/firewall/guest-policy.js";
 import {
+  BOOTSTRAP_CHAINS,
   type Mapping,
   nftErrno,
   parseElementValue,
@@ -46,11 +47,11 @@ add chain ip microvm_net nat_output { type nat hook output priority -100; policy
 add chain ip microvm_net nat_postrouting { type nat hook postrouting priority srcnat; policy accept; }
 add chain ip microvm_net raw_prerouting { type filter hook prerouting priority raw; policy accept; }
 flush chain ip microvm_net nat_prerouting
-add rule ip microvm_net nat_prerouting meta l4proto { tcp, udp } dnat ip to meta l4proto . ip daddr . th dport map @pm_addr
+add rule ip microvm_net nat_prerouting meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . ip daddr . th dport map @pm_addr
 add rule ip microvm_net nat_prerouting meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . iifname . th dport map @pm_iif
 add rule ip microvm_net nat_prerouting meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . th dport map @pm_any
 flush chain ip microvm_net nat_output
-add rule ip microvm_net nat_output meta l4proto { tcp, udp } dnat ip to meta l4proto . ip daddr . th dport map @pm_addr
+add rule ip microvm_net nat_output meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . ip daddr . th dport map @pm_addr
 add rule ip microvm_net nat_output meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . th dport map @pm_any
 flush chain ip microvm_net nat_postrouting
 add rule ip microvm_net nat_postrouting ip saddr 127.0.0.0/8 ct status dnat masquerade
@@ -65,26 +66,42 @@ add rule ip microvm_net guest_prerouting meta iifgroup 28022 iif @tap_bound iif 
 add chain ip microvm_net guest_forward { type filter hook forward priority filter; policy accept; }
 add chain ip microvm_net guest_input { type filter hook input priority filter; policy accept; }
 add chain ip microvm_net guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip microvm_net from_guest
+add chain ip microvm_net to_guest
+add chain ip microvm_net guest_to_host
 flush chain ip microvm_net guest_forward
-add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 ct state established,related accept
-add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ct state established,related accept
-add rule ip microvm_net guest_forward ct status dnat ip daddr 10.200.0.0/16 accept
-add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_allow_exact accept
-add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
-add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr 10.200.0.0/16 drop
-add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, 127.0.0.0/8 } drop
-add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 accept
-add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 drop
 flush chain ip microvm_net guest_input
-add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ct state established,related accept
-add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 icmp type echo-request accept
-add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_host_exact accept
-add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
-add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 meta l4proto tcp reject with tcp reset
-add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 reject
 flush chain ip microvm_net guest_postrouting
+flush chain ip microvm_net from_guest
+flush chain ip microvm_net to_guest
+flush chain ip microvm_net guest_to_host
+add rule ip microvm_net guest_forward ct state established,related accept
+add rule ip microvm_net guest_forward meta iifgroup 28022 jump from_guest
+add rule ip microvm_net guest_forward ip saddr 10.200.0.0/16 jump from_guest
+add rule ip microvm_net guest_forward meta oifgroup 28022 jump to_guest
+add rule ip microvm_net guest_forward ip daddr 10.200.0.0/16 jump to_guest
+add rule ip microvm_net from_guest ct status dnat meta oifgroup 28022 accept
+add rule ip microvm_net from_guest ct status dnat ip daddr 10.200.0.0/16 accept
+add rule ip microvm_net from_guest ip saddr . ip daddr . meta l4proto . th dport @guest_allow_exact accept
+add rule ip microvm_net from_guest ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
+add rule ip microvm_net from_guest meta oifgroup 28022 drop
+add rule ip microvm_net from_guest ip daddr 10.200.0.0/16 drop
+add rule ip microvm_net from_guest ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, 127.0.0.0/8 } drop
+add rule ip microvm_net from_guest accept
+add rule ip microvm_net to_guest ct status dnat accept
+add rule ip microvm_net to_guest drop
+add rule ip microvm_net guest_input meta iifgroup 28022 jump guest_to_host
+add rule ip microvm_net guest_input ip saddr 10.200.0.0/16 jump guest_to_host
+add rule ip microvm_net guest_to_host ct state established,related accept
+add rule ip microvm_net guest_to_host icmp type echo-request accept
+add rule ip microvm_net guest_to_host ip saddr . ip daddr . meta l4proto . th dport @guest_host_exact accept
+add rule ip microvm_net guest_to_host ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
+add rule ip microvm_net guest_to_host meta l4proto tcp reject with tcp reset
+add rule ip microvm_net guest_to_host reject
 add rule ip microvm_net guest_postrouting ip saddr 10.200.0.0/16 ip daddr != 10.200.0.0/16 masquerade
+add rule ip microvm_net guest_postrouting meta iifgroup 28022 meta oifgroup != 28022 ip daddr != 10.200.0.0/16 masquerade
 add rule ip microvm_net guest_postrouting ip saddr 10.200.0.0/16 ct status dnat masquerade
+add rule ip microvm_net guest_postrouting meta iifgroup 28022 ct status dnat masquerade
 `;
 
 const tcpAny: Mapping = {
@@ -151,35 +168,63 @@ add rule ip t2 guest_prerouting meta iifgroup 77 iif @tap_bound iif . ether sadd
 add chain ip t2 guest_forward { type filter hook forward priority filter; policy accept; }
 add chain ip t2 guest_input { type filter hook input priority filter; policy accept; }
 add chain ip t2 guest_postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip t2 from_guest
+add chain ip t2 to_guest
+add chain ip t2 guest_to_host
 flush chain ip t2 guest_forward
-add rule ip t2 guest_forward ip daddr 172.31.0.0/20 ct state established,related accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ct state established,related accept
-add rule ip t2 guest_forward ct status dnat ip daddr 172.31.0.0/20 accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 192.168.1.53 } accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 169.254.169.254 tcp dport 80 accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 10.9.0.0/16 udp dport 8000-8010 accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_allow_exact accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr 172.31.0.0/20 drop
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 ip daddr { 10.0.0.0/8, 192.168.0.0/16 } drop
-add rule ip t2 guest_forward ip saddr 172.31.0.0/20 accept
-add rule ip t2 guest_forward ip daddr 172.31.0.0/20 drop
 flush chain ip t2 guest_input
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 ct state established,related accept
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 icmp type echo-request accept
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 tcp dport { 53 } accept
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 udp dport { 53, 123 } accept
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_host_exact accept
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 meta l4proto tcp reject with tcp reset
-add rule ip t2 guest_input ip saddr 172.31.0.0/20 reject
 flush chain ip t2 guest_postrouting
+flush chain ip t2 from_guest
+flush chain ip t2 to_guest
+flush chain ip t2 guest_to_host
+add rule ip t2 guest_forward ct state established,related accept
+add rule ip t2 guest_forward meta iifgroup 77 jump from_guest
+add rule ip t2 guest_forward ip saddr 172.31.0.0/20 jump from_guest
+add rule ip t2 guest_forward meta oifgroup 77 jump to_guest
+add rule ip t2 guest_forward ip daddr 172.31.0.0/20 jump to_guest
+add rule ip t2 from_guest ct status dnat meta oifgroup 77 accept
+add rule ip t2 from_guest ct status dnat ip daddr 172.31.0.0/20 accept
+add rule ip t2 from_guest ip daddr { 192.168.1.53 } accept
+add rule ip t2 from_guest ip daddr 169.254.169.254 tcp dport 80 accept
+add rule ip t2 from_guest ip daddr 10.9.0.0/16 udp dport 8000-8010 accept
+add rule ip t2 from_guest ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
+add rule ip t2 from_guest ip saddr . ip daddr . meta l4proto . th dport @guest_allow_exact accept
+add rule ip t2 from_guest ip saddr . ip daddr . meta l4proto . th dport @guest_allow accept
+add rule ip t2 from_guest meta oifgroup 77 drop
+add rule ip t2 from_guest ip daddr 172.31.0.0/20 drop
+add rule ip t2 from_guest ip daddr { 10.0.0.0/8, 192.168.0.0/16 } drop
+add rule ip t2 from_guest accept
+add rule ip t2 to_guest ct status dnat accept
+add rule ip t2 to_guest drop
+add rule ip t2 guest_input meta iifgroup 77 jump guest_to_host
+add rule ip t2 guest_input ip saddr 172.31.0.0/20 jump guest_to_host
+add rule ip t2 guest_to_host ct state established,related accept
+add rule ip t2 guest_to_host icmp type echo-request accept
+add rule ip t2 guest_to_host tcp dport { 53 } accept
+add rule ip t2 guest_to_host udp dport { 53, 123 } accept
+add rule ip t2 guest_to_host ip daddr { 172.31.0.1, 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept
+add rule ip t2 guest_to_host ip saddr . ip daddr . meta l4proto . th dport @guest_host_exact accept
+add rule ip t2 guest_to_host ip saddr . ip daddr . meta l4proto . th dport @guest_host accept
+add rule ip t2 guest_to_host meta l4proto tcp reject with tcp reset
+add rule ip t2 guest_to_host reject
 add rule ip t2 guest_postrouting ip saddr 172.31.0.0/20 ip daddr != 172.31.0.0/20 masquerade
+add rule ip t2 guest_postrouting meta iifgroup 77 meta oifgroup != 77 ip daddr != 172.31.0.0/20 masquerade
 add rule ip t2 guest_postrouting ip saddr 172.31.0.0/20 ct status dnat masquerade
+add rule ip t2 guest_postrouting meta iifgroup 77 ct status dnat masquerade
 `);
     expect(renderBootstrap({ blockedDestinations: [] })).not.toContain("{ 10.0.0.0/8");
+  });
+
+  it("creates every chain a rule jumps to before the first jump, and lists it in BOOTSTRAP_CHAINS", () => {
+    const lines = renderBootstrap().split("\n");
+    const targets = new Set(lines.flatMap((l) => l.match(/ jump (\S+)$/)?.[1] ?? []));
+    expect([...targets].sort()).toEqual(["from_guest", "guest_to_host", "to_guest"]);
+    for (const c of targets) {
+      expect(BOOTSTRAP_CHAINS).toContain(c);
+      const made = lines.indexOf(`add chain ip microvm_net ${c}`);
+      expect(made).toBeGreaterThan(-1);
+      expect(made).toBeLessThan(lines.findIndex((l) => l.endsWith(` jump ${c}`)));
+    }
   });
 
   it("renders teardown as add + delete, so an absent table is success", () => {
