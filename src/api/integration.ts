@@ -3,6 +3,7 @@
  * nftables table dropping at the forward hook, legacy iptables), and its exact undo.
  */
 import { ValidationError } from "../core/errors.js";
+import { describe } from "../core/validate.js";
 import { type ForeignBlock, findForeignBlocks } from "../firewall/foreign.js";
 import { integrateBlock, removeIntegrationEntry } from "../firewall/integrate.js";
 import { validateTableName } from "../firewall/ruleset.js";
@@ -12,7 +13,7 @@ import {
   removeIntegrationState,
   writeIntegrationState,
 } from "../store/integration-state.js";
-import { context, type NetworkOptions } from "./context.js";
+import { context, type NetworkOptions, optionsOf } from "./context.js";
 
 /** What {@link integrateHostFirewall} did and what is left. */
 export interface IntegrationResult {
@@ -39,11 +40,12 @@ export interface IntegrationResult {
  * @throws ValidationError for a bad `table` or `group` (nothing touched); FirewallError /
  *   UnsupportedError (a missing iptables tool), after deleting what this call inserted.
  */
-export async function integrateHostFirewall(options: NetworkOptions = {}): Promise<IntegrationResult> {
+export async function integrateHostFirewall(given: NetworkOptions | null = {}): Promise<IntegrationResult> {
+  const options = optionsOf(given);
   if (options.table !== undefined) validateTableName(options.table);
   const g = options.group;
   if (g !== undefined && (!Number.isInteger(g) || g < 0 || g > 0xffffffff)) {
-    throw new ValidationError("group", `${String(g)} is not an interface group in 0-4294967295`);
+    throw new ValidationError("group", `${describe(g)} is not an interface group in 0-4294967295`);
   }
   const ctx = context(options);
   const nft = await ctx.nft();
@@ -75,7 +77,8 @@ export async function integrateHostFirewall(options: NetworkOptions = {}): Promi
  * A no-op when nothing is recorded.
  * @throws FirewallError / UnsupportedError; the entries not yet removed stay recorded.
  */
-export async function removeHostFirewallIntegration(options: NetworkOptions = {}): Promise<void> {
+export async function removeHostFirewallIntegration(given: NetworkOptions | null = {}): Promise<void> {
+  const options = optionsOf(given);
   const ctx = context(options);
   const state = readIntegrationState(ctx.stateDir);
   if (!state) return;

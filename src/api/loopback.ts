@@ -121,6 +121,7 @@ export async function releaseLoopback(ctx: Context, m: Mapping): Promise<void> {
   const guestDir = join(dir(ctx), m.guestIp);
   rmSync(join(guestDir, recordName(m)), { force: true });
   if (!removeIfEmpty(guestDir)) return;
+  removeIfEmpty(dir(ctx)); // the namespace's directory too, when this was its last guest
   const tap = await tapOf(ctx, m.guestIp);
   if (!tap) return;
   const path = ifaceSysctlPath("ipv4", tap, "route_localnet");

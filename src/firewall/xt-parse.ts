@@ -56,7 +56,7 @@ function entries(t: XtTable): RawEntry[] {
       offset: off,
       // The kernel's own test for an unconditional rule: an all-zero struct ipt_ip.
       unconditional: b.subarray(off, off + IPT_IP_SIZE).every((x) => x === 0),
-      goto: (b[off + 82] ?? 0) & IPT_F_GOTO ? true : false,
+      goto: ((b[off + 82] ?? 0) & IPT_F_GOTO) !== 0,
       matches,
       target: cstr(b, t0 + 2, 29),
       targetData: b.subarray(t0 + XT_HEADER, t0 + tsize),

@@ -6,6 +6,7 @@
 import { ValidationError } from "../core/errors.js";
 import {
   cidrContains,
+  describe,
   intToIPv4,
   ipv4ToInt,
   prefixMask,
@@ -45,7 +46,7 @@ const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za
  */
 export function prefixToNetmask(prefix: number): string {
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) {
-    throw new ValidationError("prefix", `${String(prefix)} is not a prefix length in 0-32`);
+    throw new ValidationError("prefix", `${describe(prefix)} is not a prefix length in 0-32`);
   }
   return intToIPv4(prefixMask(prefix));
 }
@@ -74,7 +75,7 @@ export function guestBootArg(guest: GuestAddressing): string {
   if (!Number.isInteger(prefix) || prefix < 1 || prefix > 31) {
     throw new ValidationError(
       "prefix",
-      `${String(prefix)} is not a prefix length in 1-31 (the kernel reads /32 and /0 as "unset" and guesses a classful netmask)`,
+      `${describe(prefix)} is not a prefix length in 1-31 (the kernel reads /32 and /0 as "unset" and guesses a classful netmask)`,
     );
   }
   if (guestIp === hostIp) throw new ValidationError("guestIp", "must differ from hostIp");

@@ -96,7 +96,7 @@ const badIdText = fc.constantFrom("4294967295", "4294967296", "99999999999", "1.
 const badMtuText = fc.constantFrom("0", "67", "65536", "1.5", "abc", "-");
 const badTable = fc.constantFrom("1abc", "a b", "a-b", "t;flush", "a".repeat(65), "tabl\u00e9");
 const validPort = fc.integer({ min: 1, max: 65535 });
-const validMtu = fc.integer({ min: 68, max: 65521 }); // BUG (see property-api): 65522-65535 pass validation, the kernel refuses them
+const validMtu = fc.integer({ min: 68, max: 65521 }); // a TAP's max_mtu (drivers/net/tun.c)
 const validId = fc.integer({ min: 0, max: 0xfffffffe });
 const vmIdChars = fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789_.:@-".split(""));
 const validVmId = fc
@@ -311,9 +311,9 @@ kernelDescribe("property: every other mvnet command on a populated namespace", (
   const snap = (): SnapshotOptions => ({ stateDir: stateDir(), db: db(), dbIgnore: ["cursors"] });
   const newTap = validIfName.filter((n) => n !== PRE_TAP && !n.startsWith("prevm"));
   const hostPort = validPort.filter((p) => !PRE_PORTS.includes(p));
-  // BUG (see property-api): a mapping on "", 0.0.0.0 or 127.x is not fully undone by `port rm`
-  // (route_localnet record); valid mappings here use an address or an interface.
+  // "0.0.0.0" and 127.x cover 127.0.0.1 (route_localnet record and sysctl, undone by `port rm`).
   const hostSide = fc.oneof(
+    fc.constantFrom("0.0.0.0", "127.0.0.1"),
     unicastIPv4,
     validIfName.filter((n) => !/^[\d.]+$/.test(n)),
   );
