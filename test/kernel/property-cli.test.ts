@@ -622,7 +622,7 @@ kernelDescribe("property: every other mvnet command on a populated namespace", (
           .map(([g, allow, hostPorts, bind]) => [
             "policy",
             "set",
-            g,
+            bind ? "10.201.0.2" : g, // a MAC binds only on the TAP that routes the guest: pre0's
             ...allow.flatMap((a) => ["--allow", a]),
             ...hostPorts.flatMap(([p, n]) => ["--host-port", `${p}:${n}`]),
             ...(bind ? ["--mac", "02:00:00:00:00:09", "--tap", PRE_TAP] : []),
