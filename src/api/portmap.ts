@@ -5,6 +5,7 @@
 import { ValidationError } from "../core/errors.js";
 import { describe, validateIfName, validateIPv4, validatePort, validateProtocol } from "../core/validate.js";
 import { addMapping, type HostMatch, listMappings, type Mapping, removeMapping } from "../firewall/index.js";
+import { coversLoopback } from "../firewall/mapping.js";
 import { context, type NetworkOptions, optionsOf } from "./context.js";
 import { allowLoopbackTo, releaseLoopback } from "./loopback.js";
 
@@ -54,9 +55,6 @@ function toMapping(
 }
 
 /** True when the host itself reaches this mapping through 127.0.0.1. */
-function coversLoopback(host: HostMatch): boolean {
-  return host.kind === "any" || (host.kind === "address" && host.ip.startsWith("127."));
-}
 
 /**
  * Publishes `hostPort` (on `hostInterface`, see {@link parseHostInterface}) to `guestIp:guestPort`

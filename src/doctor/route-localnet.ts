@@ -6,12 +6,13 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { coversLoopback } from "../firewall/mapping.js";
 import { listMappings } from "../firewall/portmap.js";
 import { addrList } from "../kernel/netlink/index.js";
 import { ifaceSysctlPath, sysctlGet } from "../kernel/sysctl.js";
 import { finding } from "./finding.js";
 import { listOurTaps } from "./our-taps.js";
-import { coversLoopback, loopbackHintDir } from "./stale-loopback.js";
+import { loopbackHintDir } from "./stale-loopback.js";
 import type { DoctorContext, Finding } from "./types.js";
 
 /**
@@ -39,7 +40,9 @@ export async function checkRouteLocalnet(ctx: DoctorContext): Promise<Finding[]>
   // HostNetwork sets it from its records, the seed API from hints: a current mapping covering
   // 127.0.0.1, or a hint, justifies it. Without nftables the mappings are unknown: not judged.
   const needed = ctx.nft
-    ? new Set((await listMappings(ctx.nft, ctx.table)).filter(coversLoopback).map((m) => m.guestIp))
+    ? new Set(
+        (await listMappings(ctx.nft, ctx.table)).filter((m) => coversLoopback(m.host)).map((m) => m.guestIp),
+      )
     : undefined;
   for (const tap of taps) {
     if (!needed) break;

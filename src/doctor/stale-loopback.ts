@@ -6,7 +6,8 @@
 import { readdirSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
-import { listMappings, type Mapping } from "../firewall/portmap.js";
+import { coversLoopback } from "../firewall/mapping.js";
+import { listMappings } from "../firewall/portmap.js";
 import { netnsId } from "../store/bootstrap-state.js";
 import { finding } from "./finding.js";
 import { listOurTaps, tapRoutingTo } from "./our-taps.js";
@@ -16,11 +17,6 @@ import type { DoctorContext, Finding } from "./types.js";
 /** Directory of the hints of this network namespace (the layout of src/api/loopback.ts). */
 export function loopbackHintDir(stateDir: string): string {
   return join(stateDir, `localnet-${netnsId()}`);
-}
-
-/** True when the host reaches mapping `m` through 127.0.0.1 (the rule of src/api/portmap.ts). */
-export function coversLoopback(m: Mapping): boolean {
-  return m.host.kind === "any" || (m.host.kind === "address" && m.host.ip.startsWith("127."));
 }
 
 /**
@@ -43,7 +39,7 @@ export async function checkStaleLoopback(ctx: DoctorContext): Promise<Finding[]>
   for (const name of names.sort()) {
     const path = join(dir, name);
     if (isIP(name) === 4 && (await tapRoutingTo(ctx, taps, name))) continue;
-    const left = mappings.filter((m) => m.guestIp === name && coversLoopback(m));
+    const left = mappings.filter((m) => m.guestIp === name && coversLoopback(m.host));
     out.push(
       finding(
         "stale.loopback-hint",

@@ -11,6 +11,7 @@ import {
   validatePort,
   validateProtocol,
 } from "../core/validate.js";
+import type { ElemField, SetElem } from "../kernel/nftnl/index.js";
 
 /**
  * Which packets addressed to the host a mapping catches:
@@ -80,6 +81,40 @@ export function validateHostMatch(h: unknown): HostMatch {
 /** The map a mapping lives in. */
 export function mapOf(host: HostMatch): MapName {
   return MAP_NAMES[host.kind];
+}
+
+/**
+ * True when the host reaches the mapping through 127.0.0.1: it covers all host addresses, or a 127/8
+ * address. Such a mapping needs route_localnet on the guest's TAP (api/loopback.ts).
+ */
+export function coversLoopback(host: HostMatch): boolean {
+  return host.kind === "any" || (host.kind === "address" && host.ip.startsWith("127."));
+}
+
+const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
+
+/**
+ * The map element of a mapping for our nf_tables messages (kernel/nftnl), in the maps' declared field
+ * order (ruleset.ts renderSkeleton): key `inet_proto . inet_service` (any host address),
+ * `inet_proto . ipv4_addr . inet_service` (one address) or `inet_proto . ifname . inet_service` (one
+ * interface); value `ipv4_addr . inet_service` (the guest's address and port).
+ */
+export function mappingElem(m: Mapping): SetElem {
+  const proto: ElemField = { type: "inet_proto", value: PROTO_NUMBER[m.protocol] };
+  const port: ElemField = { type: "inet_service", value: m.hostPort };
+  const key: ElemField[] =
+    m.host.kind === "address"
+      ? [proto, { type: "ipv4_addr", value: m.host.ip }, port]
+      : m.host.kind === "interface"
+        ? [proto, { type: "ifname", value: m.host.name }, port]
+        : [proto, port];
+  return {
+    key,
+    data: [
+      { type: "ipv4_addr", value: m.guestIp },
+      { type: "inet_service", value: m.guestPort },
+    ],
+  };
 }
 
 /** `tcp/8080 on 192.0.2.2` — the host side of a mapping, for messages. */

@@ -11,10 +11,8 @@
  * been opened in the same one (they are, unless a caller moves threads between namespaces).
  */
 import { ConflictError, FirewallError, KernelError } from "../core/errors.js";
-import type { Protocol } from "../core/validate.js";
 import {
   defaultNftnlSocket,
-  type ElemField,
   encodeFields,
   NFPROTO_IPV4,
   type NftnlSocket,
@@ -27,6 +25,7 @@ import {
   describeHostSide,
   type Mapping,
   mapOf,
+  mappingElem,
   parseElementValue,
   parseMappings,
   validateMapping,
@@ -83,31 +82,9 @@ function rawSocket(): NftnlSocket | null {
   return raw;
 }
 
-const PROTO_NUMBER: Record<Protocol, number> = { tcp: 6, udp: 17 };
-
 /** The map a mapping lives in, as our netlink client names it (tables are family ip). */
 function setRef(table: string, m: Mapping): SetRef {
   return { family: NFPROTO_IPV4, table, set: mapOf(m.host) };
-}
-
-/**
- * The element key in the map's declared field order (ruleset.ts renderSkeleton): `inet_proto .
- * inet_service`, `inet_proto . ipv4_addr . inet_service` or `inet_proto . ifname . inet_service`.
- */
-function keyFields(m: Mapping): ElemField[] {
-  const proto: ElemField = { type: "inet_proto", value: PROTO_NUMBER[m.protocol] };
-  const port: ElemField = { type: "inet_service", value: m.hostPort };
-  if (m.host.kind === "address") return [proto, { type: "ipv4_addr", value: m.host.ip }, port];
-  if (m.host.kind === "interface") return [proto, { type: "ifname", value: m.host.name }, port];
-  return [proto, port];
-}
-
-/** The element value: `ipv4_addr . inet_service`. */
-function dataFields(m: Mapping): ElemField[] {
-  return [
-    { type: "ipv4_addr", value: m.guestIp },
-    { type: "inet_service", value: m.guestPort },
-  ];
 }
 
 /** `ip:port` from a value's bytes (4 address bytes, 2 port bytes in network order, 2 padding). */
@@ -221,7 +198,7 @@ export async function addMapping(nft: NftApplier, table: string, mapping: Mappin
 /** {@link addMapping} over our netlink: create; on EEXIST add (identical → false); else conflict. */
 function addRaw(sock: NftnlSocket, t: string, m: Mapping): boolean | "no-table" {
   const set = setRef(t, m);
-  const elem = { key: keyFields(m), data: dataFields(m) };
+  const elem = mappingElem(m);
   try {
     setElemAdd(sock, set, [elem], { exclusive: true });
     return true;
@@ -312,8 +289,7 @@ export async function removeMapping(
 
 function removeRaw(sock: NftnlSocket, t: string, m: Mapping): RemoveOutcome {
   const set = setRef(t, m);
-  const key = keyFields(m);
-  const data = dataFields(m);
+  const { key, data = [] } = mappingElem(m);
   try {
     const current = setElemGetRaw(sock, set, key);
     if (current === undefined) return "absent";

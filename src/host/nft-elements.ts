@@ -6,41 +6,15 @@
  * renderSkeleton), the same as firewall/portmap.ts sends for a single mapping.
  */
 
-import { type Mapping, mapOf } from "../firewall/mapping.js";
+import { type Mapping, mapOf, mappingElem } from "../firewall/mapping.js";
 import { activeElementPath } from "../firewall/portmap.js";
 import {
   defaultNftnlSocket,
   type ElemChange,
-  type ElemField,
   NFPROTO_IPV4,
   type NftnlSocket,
   type SetElem,
 } from "../kernel/nftnl/index.js";
-
-const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
-
-/**
- * The map element of a mapping: key `inet_proto . inet_service` (any host address),
- * `inet_proto . ipv4_addr . inet_service` (one address) or `inet_proto . ifname . inet_service`
- * (one interface); value `ipv4_addr . inet_service` (the guest's address and port).
- */
-export function mappingElem(m: Mapping): SetElem {
-  const proto: ElemField = { type: "inet_proto", value: PROTO_NUMBER[m.protocol] };
-  const port: ElemField = { type: "inet_service", value: m.hostPort };
-  const key: ElemField[] =
-    m.host.kind === "address"
-      ? [proto, { type: "ipv4_addr", value: m.host.ip }, port]
-      : m.host.kind === "interface"
-        ? [proto, { type: "ifname", value: m.host.name }, port]
-        : [proto, port];
-  return {
-    key,
-    data: [
-      { type: "ipv4_addr", value: m.guestIp },
-      { type: "inet_service", value: m.guestPort },
-    ],
-  };
-}
 
 /**
  * Changes that publish `mappings` (`create`: EEXIST when a key is there at all, like nft's
