@@ -3,7 +3,7 @@
 // each: real guest packets (both directions) are dropped before the integration and pass after it;
 // a second forwarding path that is not a TAP stays dropped; findForeignBlocks and the doctor check
 // report the block before and "integrated" after; removal restores the foreign ruleset exactly.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { integrateHostFirewall, removeHostFirewallIntegration } from "../../src/api/integration.js";
@@ -26,6 +26,7 @@ import { readXtTable } from "../../src/kernel/xtables.js";
 import { readIntegrationState } from "../../src/store/integration-state.js";
 import { type FakeGuest, startFakeGuest } from "../helpers/fake-guest.js";
 import { type Internet, kernelDescribe, makeInternet, sh } from "../helpers/kernel.js";
+import { udpServer } from "../helpers/udp-server.js";
 
 const GUEST_IP = "10.200.0.2";
 const GUEST_MAC = "06:00:0a:c8:00:02";
@@ -361,50 +362,3 @@ kernelDescribe("coexistence with other firewalls at the forward hook", () => {
     }
   });
 });
-
-/** A UDP server in namespace `ns`; `until(payload)` waits for that datagram, undefined on timeout. */
-async function udpServer(ns: string, ip: string, port: number) {
-  const proc = spawn(
-    "ip",
-    [
-      "netns",
-      "exec",
-      ns,
-      process.execPath,
-      "-e",
-      `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>console.log(JSON.stringify({from:r.address,data:m.toString()})));s.bind(${port},"${ip}",()=>console.log("ready"))`,
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const got: Array<{ from: string; data: string }> = [];
-  let wake: (() => void) | undefined;
-  let ready = false;
-  proc.stdout?.on("data", (d: Buffer) => {
-    for (const l of d.toString().split("\n").filter(Boolean)) {
-      if (l === "ready") ready = true;
-      else got.push(JSON.parse(l));
-    }
-    wake?.();
-  });
-  for (let i = 0; i < 100 && !ready; i++) await new Promise((r) => setTimeout(r, 50));
-  if (!ready) throw new Error("the UDP server did not start");
-  return {
-    async until(data: string, timeoutMs: number): Promise<{ from: string; data: string } | undefined> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const hit = got.find((g) => g.data === data);
-        if (hit) return hit;
-        const left = deadline - Date.now();
-        if (left <= 0) return undefined;
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, left);
-          wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-      }
-    },
-    close: () => proc.kill(),
-  };
-}

@@ -15,6 +15,7 @@ import {
   makeInternet,
   readSysctl,
 } from "../helpers/kernel.js";
+import { udpServer } from "../helpers/udp-server.js";
 
 const GUEST_IP = "10.200.0.2";
 const GUEST_MAC = "06:00:0a:c8:00:02";
@@ -125,45 +126,3 @@ kernelDescribe("foundation: a published port and NAT on real kernel objects", ()
     expect(readSysctl(`net/ipv4/conf/${net.uplink}/route_localnet`)).toBe("0");
   });
 });
-
-/** A UDP server in namespace `ns`; `next()` resolves with the next datagram, or undefined on timeout. */
-async function udpServer(ns: string, ip: string, port: number) {
-  const proc = spawn(
-    "ip",
-    [
-      "netns",
-      "exec",
-      ns,
-      process.execPath,
-      "-e",
-      `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>console.log(JSON.stringify({from:r.address,data:m.toString()})));s.bind(${port},"${ip}",()=>console.log("ready"))`,
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const queue: Array<{ from: string; data: string }> = [];
-  let wake: (() => void) | undefined;
-  let ready = false;
-  proc.stdout?.on("data", (d: Buffer) => {
-    for (const l of d.toString().split("\n").filter(Boolean)) {
-      if (l === "ready") ready = true;
-      else queue.push(JSON.parse(l));
-    }
-    wake?.();
-  });
-  await expect.poll(() => ready, { timeout: 5000 }).toBe(true);
-  return {
-    async next(timeoutMs: number): Promise<{ from: string; data: string } | undefined> {
-      if (queue.length === 0) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, timeoutMs);
-          wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-      }
-      return queue.shift();
-    },
-    close: () => proc.kill(),
-  };
-}
