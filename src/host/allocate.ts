@@ -269,9 +269,22 @@ function pickOne(
 }
 
 /**
+ * The VM being allocated has a record already (a retried attach, one left half-done, or another
+ * process's): the caller reads that record and decides.
+ */
+export class VmRecordedError extends ConflictError {
+  readonly vmId: string;
+
+  constructor(vmId: string) {
+    super(`VM "${vmId}" is already recorded (attached by another process?)`);
+    this.vmId = vmId;
+  }
+}
+
+/**
  * Allocates a whole VM inside the caller's transaction and inserts its record in state `attaching`,
  * owned by `owner`.
- * @throws ConflictError when the VM is already recorded; as {@link allocateIp},
+ * @throws VmRecordedError (a ConflictError) when the VM is already recorded; as {@link allocateIp},
  *   {@link allocateTapName}, {@link allocatePorts}; port handles are dropped on any throw.
  */
 export function allocateVm(
@@ -283,9 +296,8 @@ export function allocateVm(
   take: PortTaker,
   drop: (handle: number) => void,
 ): Allocation {
-  // Checked again inside the transaction: another process may have recorded this VM meanwhile.
-  if (state.get(req.vmId))
-    throw new ConflictError(`VM "${req.vmId}" is already recorded (attached by another process?)`);
+  // Checked inside the transaction: another process may have recorded this VM meanwhile.
+  if (state.get(req.vmId)) throw new VmRecordedError(req.vmId);
   const guestIp = allocateIp(state, s, req.guestIp);
   const tap = allocateTapName(state, req.vmId);
   const got = allocatePorts(state, req.wants, ephemeral, take, drop);

@@ -42,6 +42,7 @@ import { createPointToPointTap } from "../api/tap.js";
 import {
   AlreadyExistsError,
   ConflictError,
+  ExhaustedError,
   FirewallError,
   KernelError,
   MvnetError,
@@ -107,7 +108,14 @@ import { ifaceSysctlPath, sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { readBootstrapState } from "../store/bootstrap-state.js";
 import { HostState, type PortRecord, type VmRecord, type VmState } from "../store/host-state.js";
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
-import { allocateTapName, allocateVm, type SubnetInfo, type VmRequest } from "./allocate.js";
+import {
+  type Allocation,
+  allocateTapName,
+  allocateVm,
+  type SubnetInfo,
+  VmRecordedError,
+  type VmRequest,
+} from "./allocate.js";
 import { KeyedMutex, SharedExclusive } from "./locks.js";
 import { yieldIfHeld } from "./loop-budget.js";
 import { isVmTap, tapAliasFor, validateVmId } from "./names.js";
@@ -646,34 +654,8 @@ export class HostNetwork {
     const id = req.vmId;
     this.#busy.add(id);
     try {
-      for (let round = 0; ; round++) {
-        const existing = this.#state.get(id);
-        if (!existing) break;
-        if (existing.state === "attached") {
-          if (existing.request === req.json) return this.#toAttachment(existing);
-          throw new AlreadyExistsError(`VM "${id}" is already attached with other options; detach it first`);
-        }
-        if (this.#ownerWorking(existing) && existing.owner?.pid !== this.#self.pid) {
-          throw new ConflictError(
-            `VM "${id}" is being ${existing.state === "attaching" ? "attached" : "detached"} by process ${existing.owner?.pid}`,
-          );
-        }
-        if (round > 0)
-          throw new ConflictError(`VM "${id}" keeps a half-done record that could not be cleared`);
-        await this.#undo(existing); // left half-done by a process that died
-      }
-      const ephemeral = this.#ephemeralPorts();
-      const alloc = this.#state.write(() =>
-        allocateVm(
-          this.#state,
-          this.#subnet,
-          req,
-          ephemeral,
-          this.#self,
-          (proto, ip, port) => this.#takePort(proto, ip, port),
-          releasePort,
-        ),
-      );
+      const alloc = await this.#allocate(req);
+      if ("attached" in alloc) return alloc.attached;
       let rec = alloc.record;
       this.#keepHolds(id, rec.ports, alloc.handles);
       try {
@@ -702,6 +684,64 @@ export class HostNetwork {
       return this.#toAttachment(rec);
     } finally {
       this.#busy.delete(id);
+    }
+  }
+
+  /**
+   * The allocation transaction of an attach. The common case — no record for the VM — costs one
+   * write transaction and nothing else (its "is it recorded?" check runs inside it). A record found
+   * there is a retry (`attached`: its attachment, or AlreadyExistsError for other options), another
+   * live process's work (ConflictError), or a dead process's half-done attach or detach, which is
+   * undone before allocating again.
+   */
+  async #allocate(req: VmRequest): Promise<Allocation | { attached: Attachment }> {
+    const id = req.vmId;
+    for (let round = 0; ; round++) {
+      const alloc = this.#tryAllocate(req);
+      if (alloc) return alloc;
+      const existing = this.#state.get(id);
+      if (!existing) continue; // removed meanwhile: allocate again
+      if (existing.state === "attached") {
+        if (existing.request === req.json) return { attached: this.#toAttachment(existing) };
+        throw new AlreadyExistsError(`VM "${id}" is already attached with other options; detach it first`);
+      }
+      if (this.#ownerWorking(existing) && existing.owner?.pid !== this.#self.pid) {
+        throw new ConflictError(
+          `VM "${id}" is being ${existing.state === "attaching" ? "attached" : "detached"} by process ${existing.owner?.pid}`,
+        );
+      }
+      if (round > 0) throw new ConflictError(`VM "${id}" keeps a half-done record that could not be cleared`);
+      await this.#undo(existing); // left half-done by a process that died
+    }
+  }
+
+  /** One allocation transaction; undefined when the VM is recorded already. */
+  #tryAllocate(req: VmRequest): Allocation | undefined {
+    let ephemeral: readonly number[] = [];
+    if (req.wants.some((w) => w.host.kind === "ephemeral")) {
+      try {
+        ephemeral = this.#ephemeralPorts();
+      } catch (e) {
+        // The kernel's sysctls leave no ephemeral port: only a retry of a recorded VM still succeeds.
+        if (e instanceof ExhaustedError && this.#state.get(req.vmId)) return undefined;
+        throw e;
+      }
+    }
+    try {
+      return this.#state.write(() =>
+        allocateVm(
+          this.#state,
+          this.#subnet,
+          req,
+          ephemeral,
+          this.#self,
+          (proto, ip, port) => this.#takePort(proto, ip, port),
+          releasePort,
+        ),
+      );
+    } catch (e) {
+      if (e instanceof VmRecordedError) return undefined;
+      throw e;
     }
   }
 
@@ -820,7 +860,6 @@ export class HostNetwork {
    */
   async #addMappingsAndPolicy(rec: VmRecord, tapIndex: number): Promise<void> {
     const spec = policyOf(rec, tapIndex);
-    const policy = renderPolicyAdd(this.#table, spec);
     await ensureSkeleton(this.#nft, this.#table);
     const mappings = rec.ports.map((p) => toMapping(rec.guestIp, p));
     const sock = elementSocket();
@@ -836,7 +875,9 @@ export class HostNetwork {
         if (!(e instanceof KernelError)) throw e;
       }
     } else {
-      const text = mappings.map((m) => renderCreateElement(this.#table, m)).join("") + policy;
+      const text =
+        mappings.map((m) => renderCreateElement(this.#table, m)).join("") +
+        renderPolicyAdd(this.#table, spec);
       try {
         if (text !== "") await this.#nft.run(text);
         return;
@@ -845,6 +886,7 @@ export class HostNetwork {
       }
     }
     await this.#addMappings(rec, rec.ports);
+    const policy = renderPolicyAdd(this.#table, spec);
     if (policy !== "") await this.#nft.run(policy);
   }
 

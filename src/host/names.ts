@@ -2,7 +2,7 @@
  * Names HostNetwork gives: VM ids it accepts, TAP names derived from them, and the interface alias
  * that marks a TAP as belonging to one VM.
  */
-import { createHash } from "node:crypto";
+import { hash as digestOf } from "node:crypto";
 import { TAP_ALIAS } from "../api/context.js";
 import { ValidationError } from "../core/errors.js";
 import { describe, IFNAME_MAX_BYTES } from "../core/validate.js";
@@ -45,9 +45,8 @@ export function tapNameFor(vmId: string, attempt = 0): string {
     .replace(/[^A-Za-z0-9]/g, "")
     .toLowerCase()
     .slice(0, READABLE_MAX);
-  const digest = createHash("sha256")
-    .update(attempt === 0 ? vmId : `${vmId}\0${attempt}`)
-    .digest();
+  // One-shot hash (Node ≥ 20.12): no Hash object per name.
+  const digest = digestOf("sha256", attempt === 0 ? vmId : `${vmId}\0${attempt}`, "buffer");
   let hash = "";
   for (let i = 0; i < HASH_CHARS; i++) {
     // 5 bits at a time from the first 4 bytes (30 bits used).

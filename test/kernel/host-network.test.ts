@@ -172,6 +172,20 @@ kernelDescribe("HostNetwork", () => {
     }
   });
 
+  it("when the kernel's range covers every ephemeral port, fixed ports still attach and retries still answer", async () => {
+    const a = await hn.attach("vm-a", { publish: ["8080:80"] });
+    sh("sh", ["-c", "echo 30000 60999 > /proc/sys/net/ipv4/ip_local_port_range"]);
+    try {
+      await expect(hn.attach("vm-b", { publish: ["80"] })).rejects.toBeInstanceOf(ExhaustedError);
+      const c = await hn.attach("vm-c", { publish: ["8081:80"] });
+      expect(c.ports[0]?.hostPort).toBe(8081);
+      expect(await hn.attach("vm-a", { publish: ["8080:80"] })).toEqual(a);
+      expect(hn.list().map((v) => v.vmId)).toEqual(["vm-a", "vm-c"]);
+    } finally {
+      sh("sh", ["-c", "echo 32768 60999 > /proc/sys/net/ipv4/ip_local_port_range"]);
+    }
+  });
+
   it("C11: ephemeral host ports avoid the kernel's ip_local_port_range and ip_local_reserved_ports", async () => {
     sh("sh", ["-c", "echo 32768 60999 > /proc/sys/net/ipv4/ip_local_port_range"]);
     sh("sh", ["-c", "echo 30000-30002,30004 > /proc/sys/net/ipv4/ip_local_reserved_ports"]);

@@ -3,6 +3,7 @@
 // naming its field, never a plain Error or TypeError; valid input round-trips.
 // Reproduce a failure with the seed fast-check prints: MVNET_FC_SEED=<seed> npx vitest run --project unit test/unit/property-pure.test.ts
 import fc from "fast-check";
+import ipaddr from "ipaddr.js";
 import { describe, expect, it } from "vitest";
 import { type HostProbe, IPAM, PortManager as PurePortManager } from "../../src/alloc/index.js";
 import {
@@ -90,6 +91,8 @@ describe("validate.ts", () => {
       fc.property(fc.oneof(ipv4, fc.string(), fc.stringMatching(/^[0-9.]{1,16}$/)), (s) => {
         const canonical = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
         const ok = canonical?.slice(1).every((o) => Number(o) <= 255 && (o === "0" || !o.startsWith("0")));
+        // ipaddr.js is the reference the hand-written expression in validate.ts must agree with.
+        expect(ipaddr.IPv4.isValidFourPartDecimal(s)).toBe(ok === true);
         if (ok) expect(validateIPv4(s)).toBe(s);
         else expectValidation(() => validateIPv4(s, "addr"), "addr");
       }),
