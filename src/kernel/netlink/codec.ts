@@ -337,9 +337,11 @@ export function decodeMessages(datagram: Buffer): NlMsg[] {
  * Attributes of a payload from `offset` on (usually the aligned size of the fixed header), keyed by
  * type with the NLA_F_NESTED / NLA_F_NET_BYTEORDER bits masked off. A type that repeats keeps its
  * last value, as the kernel's own `nla_parse` does. Values are views of `p`.
+ * @param wanted when given, only these types are returned (every attribute is still checked): a
+ *   link message carries ≈ 50 attributes and a caller reading six should not pay a view for each.
  * @throws MvnetError (code `ERR_NETLINK_DECODE`) on an attribute running past the end.
  */
-export function decodeAttrs(p: Buffer, offset = 0): Map<number, Buffer> {
+export function decodeAttrs(p: Buffer, offset = 0, wanted?: ReadonlySet<number>): Map<number, Buffer> {
   const out = new Map<number, Buffer>();
   let off = offset;
   while (off + NLA_HDRLEN <= p.length) {
@@ -348,7 +350,7 @@ export function decodeAttrs(p: Buffer, offset = 0): Map<number, Buffer> {
     if (len < NLA_HDRLEN || off + len > p.length) {
       throw malformed(`attribute ${type} at offset ${off} claims ${len} bytes, ${p.length - off} left`);
     }
-    out.set(type, p.subarray(off + NLA_HDRLEN, off + len));
+    if (wanted === undefined || wanted.has(type)) out.set(type, p.subarray(off + NLA_HDRLEN, off + len));
     off += align(len);
   }
   return out;

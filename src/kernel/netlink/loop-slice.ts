@@ -26,6 +26,17 @@ export class LoopSlice {
 
   /** Runs `fn` now when the current slice has time left, otherwise from the check phase. */
   run(fn: () => void): void {
+    if (!this.expired()) fn();
+    // Two hops: an immediate queued from a check-phase callback runs in the next iteration, so the
+    // timers phase comes between the slice that ran out and the one `fn` starts.
+    else setImmediate(() => setImmediate(fn));
+  }
+
+  /**
+   * True when the current slice (started now if none is running) is older than the budget: work
+   * that can be split — reading a long dump — stops there and goes on after a loop turn.
+   */
+  expired(): boolean {
     const now = this.clock();
     if (this.since === undefined) {
       this.since = now;
@@ -34,9 +45,6 @@ export class LoopSlice {
         this.since = undefined;
       });
     }
-    if (now - this.since < this.budgetMs) fn();
-    // Two hops: an immediate queued from a check-phase callback runs in the next iteration, so the
-    // timers phase comes between the slice that ran out and the one `fn` starts.
-    else setImmediate(() => setImmediate(fn));
+    return now - this.since >= this.budgetMs;
   }
 }

@@ -254,6 +254,14 @@ export class NetlinkSocket {
     return this.closedFlag;
   }
 
+  /**
+   * Resolves at once while the loop slice of this socket has time left, after a loop turn once it
+   * has run out: for callers decoding a long answer (thousands of links) in pieces.
+   */
+  async yieldIfSpent(): Promise<void> {
+    if (this.slice.expired()) await new Promise<void>((r) => setImmediate(() => setImmediate(r)));
+  }
+
   /** Requests waiting for their answer (for diagnostics and tests). */
   get pendingCount(): number {
     return this.pending.size;
@@ -381,7 +389,9 @@ export class NetlinkSocket {
 
   /**
    * Reads queued datagrams and dispatches their messages: all of them, or only until request `until`
-   * is settled.
+   * is settled — and no longer than the loop slice allows. A dump of thousands of links is read
+   * inside this call (the kernel refills the queue as it is read, netlink_dump() from
+   * netlink_recvmsg()), ≈ 20 µs a link: past the slice the rest is read after a loop turn.
    */
   private drain(until?: number): void {
     while (!this.closedFlag && (until === undefined || this.pending.has(until))) {
@@ -418,6 +428,12 @@ export class NetlinkSocket {
         } catch (err) {
           this.settle(m.seq, err as Error); // a malformed NLMSG_ERROR / NLMSG_DONE
         }
+      }
+      if (this.pending.size > 0 && this.slice.expired()) {
+        // The poll watcher would fire again too (level-triggered), but only in the poll phase;
+        // two hops let timers run first, as LoopSlice.run does.
+        setImmediate(() => setImmediate(() => this.drain()));
+        return;
       }
     }
   }
