@@ -16,6 +16,7 @@ import {
   encodeGetSetElem,
   fieldsLength,
   NFPROTO_IPV4,
+  renumberBatch,
   setElemBodies,
 } from "../../src/kernel/nftnl/index.js";
 
@@ -102,6 +103,19 @@ describe("nf_tables set-element encoding", () => {
     const end = hex("14000000 1100 0100 09000000 00000000 0000000a");
     expect(b.buf).toEqual(Buffer.concat([begin, elem, end]));
     expect(elem.length).toBe(80);
+  });
+
+  it("renumberBatch gives the bytes encodeElemBatch gives for the new first number, wrapping at 2^32", () => {
+    const changes = [
+      { op: "add" as const, set, elems: [{ key: anyKey, data: anyData }] },
+      { op: "delete" as const, set, elems: [{ key: anyKey }, { key: anyKey }] },
+    ];
+    for (const first of [5, 0xfffffffe]) {
+      const again = renumberBatch(encodeElemBatch(changes, 1), first);
+      const direct = encodeElemBatch(changes, first);
+      expect(again.buf).toEqual(direct.buf);
+      expect([again.firstSeq, again.lastSeq]).toEqual([direct.firstSeq, direct.lastSeq]);
+    }
   });
 
   it("sends keys only for a delete, and ACK without CREATE for add", () => {

@@ -19,7 +19,7 @@ import {
   ipv4Bytes,
   type NlMsg,
 } from "../netlink/codec.js";
-import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST } from "../netlink/constants.js";
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_HDRLEN } from "../netlink/constants.js";
 import {
   IFNAMSIZ,
   NFGENMSG_LEN,
@@ -345,6 +345,23 @@ export function encodeElemBatch(changes: readonly ElemChange[], firstSeq: number
     ),
   );
   return { buf: Buffer.concat(msgs), firstSeq: firstSeq >>> 0, lastSeq };
+}
+
+/**
+ * Numbers an encoded batch again from `firstSeq`, in place: each message's nlmsg_seq (offset 8 of
+ * its header) in order, one apart — what {@link encodeElemBatch} would have written. Lets a caller
+ * encode (and validate) before reserving sequence numbers without encoding twice.
+ */
+export function renumberBatch(batch: EncodedBatch, firstSeq: number): EncodedBatch {
+  const { buf } = batch;
+  let seq = firstSeq >>> 0;
+  let last = seq;
+  for (let off = 0; off + NLMSG_HDRLEN <= buf.length; off += align(buf.readUInt32LE(off))) {
+    buf.writeUInt32LE(seq, off + 8);
+    last = seq;
+    seq = (seq + 1) >>> 0;
+  }
+  return { buf, firstSeq: firstSeq >>> 0, lastSeq: last };
 }
 
 /**

@@ -19,6 +19,7 @@ export {
   fieldsLength,
   nfgenmsg,
   type RawElem,
+  renumberBatch,
   type SetElem,
   type SetRef,
   setElemBodies,
