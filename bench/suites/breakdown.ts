@@ -1,10 +1,11 @@
 // Where the time of one TAP create and one port-mapping change goes, step by step — the same calls
 // the API makes, timed one at a time. Not part of the default run: `npm run bench -- --only breakdown`.
 
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Context, context, optionsOf, TAP_ALIAS } from "../../src/api/context.js";
+import { removeIfEmpty } from "../../src/api/loopback.js";
 import { parseHostInterface } from "../../src/api/portmap.js";
 import { isOurTap } from "../../src/api/tap.js";
 import { KernelError } from "../../src/core/errors.js";
@@ -241,19 +242,6 @@ function expectErrno(errno: string, f: () => void): void {
   throw new Error(`expected ${errno}, the kernel accepted`);
 }
 
-/** rmdir that, like api/loopback.ts removeIfEmpty, tells whether the directory is gone. */
-function rmdirIfEmpty(path: string): boolean {
-  try {
-    rmdirSync(path);
-    return true;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOTEMPTY" || code === "EEXIST") return false;
-    if (code === "ENOENT") return true;
-    throw e;
-  }
-}
-
 /**
  * What addPortMapping / removePortMapping do before the kernel: toMapping's validators (private, so
  * its public pieces), context(), the applier, and addMapping / removeMapping's own checks.
@@ -369,7 +357,7 @@ async function portmapBreakdown(cfg: Config, rec: Recorder): Promise<void> {
         const dir0 = records(ctx0, second.guestIp);
         const kept = time(steps, PM.rm4a, () => {
           rmSync(join(dir0, `tcp-any-${second.hostPort}`), { force: true });
-          return !rmdirIfEmpty(dir0);
+          return !removeIfEmpty(dir0);
         });
         if (!kept) throw new Error(`${dir0} went with the guest's second mapping`);
 
@@ -390,8 +378,8 @@ async function portmapBreakdown(cfg: Config, rec: Recorder): Promise<void> {
         const guestDir = records(ctx, mapping.guestIp);
         const last = time(steps, PM.rm4, () => {
           rmSync(join(guestDir, `tcp-any-${mapping.hostPort}`), { force: true });
-          if (!rmdirIfEmpty(guestDir)) return false;
-          rmdirIfEmpty(join(ctx.stateDir, `localnet-${netnsId()}`));
+          if (!removeIfEmpty(guestDir)) return false;
+          removeIfEmpty(join(ctx.stateDir, `localnet-${netnsId()}`));
           return true;
         });
         if (!last) throw new Error(`${guestDir} still holds records`);
