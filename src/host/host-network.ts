@@ -34,6 +34,9 @@
  *
  * One database serves one network namespace, and HostNetwork owns its subnet: within it, map
  * elements and TAPs marked `microvm-net:<vmId>` that no record explains are removed by `reconcile()`.
+ *
+ * Beside this file: options.ts (option and result types), request.ts (request checks), records.ts
+ * (a record's mappings and policy), taps.ts (finding and deleting VMs' TAPs).
  */
 import { constants as osConstants } from "node:os";
 import { context, DEFAULT_TAP_GROUP, SUBNET, TAP_ALIAS } from "../api/context.js";
@@ -50,20 +53,13 @@ import {
 } from "../core/errors.js";
 import {
   describe as describeValue,
-  intToIPv4,
   ipv4ToInt,
   type Protocol,
-  parseCidr,
   prefixMask,
   validateArray,
-  validateIPv4,
   validatePath,
-  validateTapMtu,
 } from "../core/validate.js";
 import {
-  type AllowEntry,
-  buildPolicy,
-  elementToEntry,
   type GuestPolicySpec,
   parsePolicies,
   policyElemChanges,
@@ -74,9 +70,7 @@ import {
 import {
   addMapping,
   ensureSkeleton,
-  type HostPort,
   listMappings,
-  type Mapping,
   type NftApplier,
   nftErrno,
   removeMapping,
@@ -93,11 +87,8 @@ import {
 import {
   addrList,
   type Link,
-  linkDel,
-  linkDelGroup,
   linkGet,
   linkList,
-  linkSet,
   type NetlinkSocket,
   neighAdd,
 } from "../kernel/netlink/index.js";
@@ -107,7 +98,7 @@ import { isAlive, type ProcessIdentity, selfIdentity } from "../kernel/proc.js";
 import { ifaceSysctlPath, sysctlGet, sysctlSet } from "../kernel/sysctl.js";
 import { readBootstrapState } from "../store/bootstrap-state.js";
 import { Checkpointer } from "../store/checkpointer.js";
-import { HostState, type PortRecord, type VmRecord, type VmState } from "../store/host-state.js";
+import { HostState, type PortRecord, type VmRecord } from "../store/host-state.js";
 import { DEFAULT_STATE_DB } from "../store/state-db.js";
 import {
   type Allocation,
@@ -117,22 +108,33 @@ import {
   VmRecordedError,
   type VmRequest,
 } from "./allocate.js";
+import { isErrno } from "./errno.js";
 import { KeyedMutex, SharedExclusive } from "./locks.js";
 import { yieldIfHeld } from "./loop-budget.js";
 import { isVmTap, tapAliasFor, validateVmId } from "./names.js";
 import { elementSocket, mappingChanges } from "./nft-elements.js";
+import {
+  type Attachment,
+  type AttachOptions,
+  DEFAULT_BATCH_GROUP,
+  GUEST_IFACE,
+  type HostNetworkHooks,
+  type HostNetworkOptions,
+  type ReconcileReport,
+  type Step,
+} from "./options.js";
 import {
   DEFAULT_EPHEMERAL_RANGE,
   ephemeralPorts,
   type PortRange,
   readLocalPortPolicy,
 } from "./port-space.js";
-import { ANY_HOST, expandPublish, type PublishSpec } from "./publish.js";
+import { ANY_HOST } from "./publish.js";
+import { coversLoopback, holdKey, mappingKey, policyOf, toMapping } from "./records.js";
+import { normalizeAttach, subnetInfo } from "./request.js";
+import { deleteLink, deleteLinks, findTaps } from "./taps.js";
 
 const { EADDRINUSE, ENODEV, ENOENT } = osConstants.errno;
-
-/** Interface group TAPs move to just before a batched delete (one RTM_DELLINK for the whole group). */
-export const DEFAULT_BATCH_GROUP = DEFAULT_TAP_GROUP + 1;
 
 /** Map elements removed per nftables transaction in a batched detach. */
 const REMOVE_BATCH = 512;
@@ -149,254 +151,6 @@ const CHECKPOINTER_AFTER = 16;
 
 /** Records read per slice of a batch detach (a full record costs ≈ 5–10 µs to read). */
 const READ_BATCH = 128;
-
-/** Name of the guest's interface in the Firecracker entry and the boot argument. */
-export const GUEST_IFACE = "eth0";
-
-/** Default MTU (the kernel's default for a TAP). */
-export const DEFAULT_MTU = 1500;
-
-/** The points of an attach or detach at which {@link HostNetworkHooks.step} is called. */
-export type Step =
-  | "allocated"
-  | "tap"
-  | "neighbour"
-  | "mappings"
-  | "attached"
-  | "detach:marked"
-  | "detach:mappings"
-  | "detach:tap";
-
-/** Test hooks: called after each step of attach and detach (crash tests kill the process there). */
-export interface HostNetworkHooks {
-  step?(step: Step, vmId: string): void | Promise<void>;
-}
-
-/** Options of {@link HostNetwork.open}; every field has a default. */
-export interface HostNetworkOptions {
-  /** State database path. Default `/var/lib/microvm-net/state.db`. */
-  statePath?: string;
-  /**
-   * Guest subnet (IPv4 CIDR, /8–/30); the host side of every TAP is its first address. Default: the
-   * one recorded in the database, else the one `bootstrap` was given on this host (its record in
-   * `stateDir`), else `10.200.0.0/16` — so guests get addresses inside the range bootstrap protects.
-   * Changing it while VMs are recorded is refused.
-   */
-  subnet?: string;
-  /** Where bootstrap's record is (for the default subnet). Default `/run/microvm-net`. */
-  stateDir?: string;
-  /** nftables table. Default `microvm_net`. */
-  table?: string;
-  /** Interface group of the TAPs (bootstrap's anti-spoofing rule matches it). Default 0x6d76. */
-  group?: number;
-  /** Interface group used for batched deletes; nothing else may use it. Default 0x6d77. */
-  batchGroup?: number;
-  /** Range of ephemeral host ports, before the kernel's ranges are taken out. Default 30000–32767. */
-  portRange?: PortRange;
-  /** Keep a socket bound on every published host port while this object lives. Default true. */
-  holdPorts?: boolean;
-  /** rtnetlink socket. Default: the process-wide one. */
-  netlink?: NetlinkSocket;
-  /** nftables applier. Default: the process-wide one. */
-  nft?: NftApplier;
-  /** Test hooks. */
-  hooks?: HostNetworkHooks;
-}
-
-/** What a VM asks of {@link HostNetwork.attach}. */
-export interface AttachOptions {
-  /** Owner uid of the TAP: the VMM's (jailer's) uid. Default 0 (only root may open it). */
-  uid?: number;
-  /** Owner gid of the TAP. Default 0. */
-  gid?: number;
-  /** MTU in bytes, 68–65521 (a TAP's maximum, see validateTapMtu in core/validate.ts). Default 1500. */
-  mtu?: number;
-  /** A specific guest address inside the subnet. Default: the next free one. */
-  guestIp?: string;
-  /** Ports to publish: spec objects, or text `[hostIp:][hostPort:]guestPort[/proto]`. */
-  publish?: ReadonlyArray<PublishSpec | string>;
-  /**
-   * Up to two DNS servers, given to the guest in its boot argument. The VM may reach them on udp/tcp
-   * 53 even when they sit in a blocked range or on the host (its per-guest policy).
-   */
-  dns?: readonly string[];
-  /**
-   * Destinations this VM (only) may reach even inside the blocked ranges:
-   * `<address or CIDR>[:<port>[-<port>]][/<tcp|udp>]`, e.g. `169.254.169.254:80/tcp`. Default none.
-   */
-  allow?: readonly AllowEntry[];
-  /** Services of the host itself this VM (only) may open, on any host address. Default none. */
-  hostPorts?: readonly HostPort[];
-}
-
-/** One published port of an attached VM. */
-export interface PublishedPort {
-  protocol: Protocol;
-  /** `0.0.0.0` for every address of the host. */
-  hostIp: string;
-  hostPort: number;
-  guestPort: number;
-}
-
-/** A Firecracker `network-interfaces` entry (PUT /network-interfaces/{iface_id}). */
-export interface FirecrackerInterface {
-  iface_id: string;
-  host_dev_name: string;
-  guest_mac: string;
-  mtu: number;
-}
-
-/** Everything a VMM needs about a VM's network. */
-export interface Attachment {
-  vmId: string;
-  state: VmState;
-  /** TAP name (host_dev_name). */
-  tap: string;
-  /** The host side of the TAP and the guest's gateway (the subnet's first address). */
-  hostIp: string;
-  guestIp: string;
-  /** Prefix length of the subnet, which is also the guest's netmask. */
-  prefix: number;
-  guestMac: string;
-  mtu: number;
-  uid?: number;
-  gid?: number;
-  dns: string[];
-  ports: PublishedPort[];
-  /** The guest kernel's `ip=` argument (needs CONFIG_IP_PNP in the guest kernel). */
-  bootArg: string;
-  firecracker: FirecrackerInterface;
-}
-
-/** What {@link HostNetwork.reconcile} did. */
-export interface ReconcileReport {
-  /** Attaches a dead process left half-done, rolled back. */
-  rolledBack: string[];
-  /** Detaches a dead process left half-done, finished. */
-  finishedDetaches: string[];
-  /** VMs whose TAP was missing and was made again. */
-  recreatedTaps: string[];
-  /** Our TAPs no record explains, deleted. */
-  removedTaps: string[];
-  /** Recorded mappings that were missing, added. */
-  addedMappings: number;
-  /** Map elements towards our subnet no record explains, removed. */
-  removedMappings: number;
-  /** Attaches or detaches another live process is doing, left alone. */
-  inProgress: string[];
-  /** Guests whose policy elements (allow-list, resolvers, MAC binding) were rewritten or removed. */
-  fixedPolicies: string[];
-  /** Recorded ports this process could not hold (another process holds them). */
-  unheldPorts: Array<PublishedPort & { vmId: string }>;
-}
-
-function validateOwnerId(v: unknown, field: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) {
-    throw new ValidationError(
-      field,
-      `${describeValue(v)} is not a uid/gid in 0-4294967294`,
-      "ERR_INVALID_ID",
-    );
-  }
-  return v;
-}
-
-/**
- * Validates an attach request and puts it in a canonical form (its JSON identifies a retry).
- * @throws ValidationError naming the bad field.
- */
-export function normalizeAttach(vmId: string, o: AttachOptions = {}): VmRequest {
-  if (typeof o !== "object" || o === null) throw new ValidationError("options", "must be an object");
-  const mtu = o.mtu === undefined ? DEFAULT_MTU : validateTapMtu(o.mtu, "mtu");
-  const uid = o.uid === undefined ? 0 : validateOwnerId(o.uid, "uid");
-  const gid = o.gid === undefined ? 0 : validateOwnerId(o.gid, "gid");
-  const guestIp = o.guestIp === undefined ? undefined : validateIPv4(o.guestIp, "guestIp");
-  const dnsIn = o.dns ?? [];
-  if (!Array.isArray(dnsIn) || dnsIn.length > 2) {
-    throw new ValidationError(
-      "dns",
-      "must be an array of at most 2 IPv4 addresses (the kernel's ip= takes two)",
-    );
-  }
-  const dns = dnsIn.map((d, i) => validateIPv4(d, `dns[${i}]`));
-  const wants = expandPublish(o.publish ?? []);
-  // Validated against a stand-in address (the real one is allocated later); entries in text form.
-  const policy = buildPolicy("192.0.2.1", { allow: o.allow, hostPorts: o.hostPorts });
-  const allow = policy.allow.map(elementToEntry);
-  const hostPorts = policy.host.map((e) => ({ protocol: e.protocol as Protocol, port: e.ports.start }));
-  const req: VmRequest = { vmId, mtu, uid, gid, dns, wants, allow, hostPorts, json: "" };
-  if (guestIp !== undefined) req.guestIp = guestIp;
-  // Policy fields only when given, so the request of a VM attached before they existed still matches.
-  req.json = JSON.stringify({
-    guestIp: guestIp ?? null,
-    mtu,
-    uid,
-    gid,
-    dns,
-    wants,
-    ...(allow.length > 0 ? { allow } : {}),
-    ...(hostPorts.length > 0 ? { hostPorts } : {}),
-  });
-  return req;
-}
-
-/** Subnet facts from a CIDR. @throws ValidationError for a bad CIDR or a prefix outside 8–30. */
-export function subnetInfo(cidr: string): SubnetInfo {
-  const c = parseCidr(cidr, "subnet");
-  if (c.prefix < 8 || c.prefix > 30) {
-    throw new ValidationError("subnet", `/${c.prefix} is outside /8-/30`, "ERR_INVALID_CIDR");
-  }
-  const network = ipv4ToInt(c.network);
-  const size = 2 ** (32 - c.prefix);
-  return { cidr: c, network, first: network + 2, last: network + size - 2, gateway: intToIPv4(network + 1) };
-}
-
-function holdKey(p: { protocol: string; hostIp: string; hostPort: number }): string {
-  return `${p.protocol} ${p.hostIp} ${p.hostPort}`;
-}
-
-function toMapping(guestIp: string, p: PortRecord): Mapping {
-  return {
-    protocol: p.protocol,
-    host: p.hostIp === ANY_HOST ? { kind: "any" } : { kind: "address", ip: p.hostIp },
-    hostPort: p.hostPort,
-    guestIp,
-    guestPort: p.guestPort,
-  };
-}
-
-function mappingKey(m: Mapping): string {
-  const host = m.host.kind === "any" ? "*" : m.host.kind === "address" ? m.host.ip : `%${m.host.name}`;
-  return `${m.protocol} ${host} ${m.hostPort} ${m.guestIp} ${m.guestPort}`;
-}
-
-/**
- * The per-guest policy of a VM: its `allow` and `hostPorts` (from its stored request), its resolvers,
- * and — when its TAP's index is known — the binding of its MAC to that TAP.
- */
-function policyOf(rec: VmRecord, tapIndex: number | undefined): GuestPolicySpec {
-  let stored: { allow?: string[]; hostPorts?: HostPort[] } = {};
-  try {
-    stored = JSON.parse(rec.request) as typeof stored;
-  } catch {
-    // A request that is not JSON (never written by us): no allow-list.
-  }
-  return buildPolicy(rec.guestIp, {
-    allow: stored.allow ?? [],
-    hostPorts: stored.hostPorts ?? [],
-    dns: rec.dns,
-    ...(tapIndex !== undefined ? { bind: { tap: tapIndex, mac: rec.guestMac } } : {}),
-  });
-}
-
-/** True when the host reaches the port through 127.0.0.1, which needs route_localnet on the TAP. */
-function coversLoopback(p: PortRecord): boolean {
-  return p.hostIp === ANY_HOST || p.hostIp.startsWith("127.");
-}
-
-function isErrno(e: unknown, errno: number): boolean {
-  return e instanceof KernelError && e.errno === errno;
-}
 
 /** See the module comment. Open with {@link HostNetwork.open}; `close()` when done. */
 export class HostNetwork {
@@ -850,7 +604,7 @@ export class HostNetwork {
       const leftover =
         link.kind === "tun" && (link.alias === tapAliasFor(rec.vmId) || link.alias === TAP_ALIAS);
       if (leftover && fresh && link.alias === tapAliasFor(rec.vmId)) {
-        await this.#deleteLink(link);
+        await deleteLink(this.#nl, link);
         continue;
       }
       avoid.add(rec.tap);
@@ -862,14 +616,6 @@ export class HostNetwork {
       rec = { ...rec, tap: name };
     }
     throw new ConflictError(`could not find a free TAP name for VM "${rec.vmId}"`);
-  }
-
-  async #deleteLink(link: Link): Promise<void> {
-    try {
-      await linkDel(this.#nl, link.index);
-    } catch (e) {
-      if (!isErrno(e, ENODEV)) throw e;
-    }
   }
 
   /**
@@ -1090,7 +836,7 @@ export class HostNetwork {
     const ours =
       link && link.kind === "tun" && (link.alias === tapAliasFor(rec.vmId) || link.alias === TAP_ALIAS);
     await this.#removePolicy(rec, ours ? link.index : undefined);
-    if (ours) await this.#deleteLink(link);
+    if (ours) await deleteLink(this.#nl, link);
     this.#releaseHolds(rec.vmId);
     this.#state.delete(rec.vmId);
   }
@@ -1141,13 +887,13 @@ export class HostNetwork {
         }
       }
       for (const r of recs) await this.#step("detach:marked", r.vmId);
-      const taps = await this.#findTaps(recs);
+      const taps = await findTaps(this.#nl, recs);
       await this.#removeMappingsBatch(recs, taps.mine);
       await this.#flushConntrackForGuests(
         new Set(recs.filter((r) => r.ports.some((p) => p.protocol === "udp")).map((r) => r.guestIp)),
       );
       for (const r of recs) await this.#step("detach:mappings", r.vmId);
-      await this.#deleteLinks([...taps.mine.values()], taps.all);
+      await deleteLinks(this.#nl, this.#batchGroup, [...taps.mine.values()], taps.all);
       for (const r of recs) await this.#step("detach:tap", r.vmId);
       for (const r of recs) this.#releaseHolds(r.vmId);
       this.#state.deleteMany(recs.map((r) => r.vmId));
@@ -1155,54 +901,6 @@ export class HostNetwork {
     } finally {
       for (const id of ids) this.#busy.delete(id);
     }
-  }
-
-  /**
-   * The TAPs of these records that exist and are ours, by VM id (their indexes name the VMs' MAC
-   * bindings, and they are deleted last). One record: one lookup by name, not a dump of every link
-   * (which grows with the host); several: one dump, also returned as `all` for {@link #deleteLinks}.
-   * Deleting them: one TAP, one RTM_DELLINK; several, each goes down and into the batch group, then
-   * one RTM_DELLINK by group removes them all — unless something that is not a VM TAP of ours sits in
-   * that group, which is then never deleted (one request per TAP instead).
-   */
-  async #findTaps(recs: readonly VmRecord[]): Promise<{ mine: Map<string, Link>; all: Link[] }> {
-    const isMine = (r: VmRecord, l: Link | undefined): l is Link =>
-      l !== undefined && l.kind === "tun" && (l.alias === tapAliasFor(r.vmId) || l.alias === TAP_ALIAS);
-    const mine = new Map<string, Link>();
-    if (recs.length === 0) return { mine, all: [] };
-    if (recs.length === 1) {
-      const r = recs[0] as VmRecord;
-      const l = await linkGet(this.#nl, r.tap);
-      if (isMine(r, l)) mine.set(r.vmId, l);
-      return { mine, all: [] };
-    }
-    const all = await linkList(this.#nl);
-    const byName = new Map(all.map((l) => [l.name, l]));
-    for (const r of recs) {
-      const l = byName.get(r.tap);
-      if (isMine(r, l)) mine.set(r.vmId, l);
-    }
-    return { mine, all };
-  }
-
-  /** Deletes our links, batched through the batch group when there are several (see #deleteTaps). */
-  async #deleteLinks(mine: readonly Link[], all: readonly Link[]): Promise<void> {
-    const foreignInBatch = all.some((l) => l.group === this.#batchGroup && !isVmTap(l));
-    if (mine.length === 1 || foreignInBatch) {
-      for (const l of mine) await this.#deleteLink(l);
-      return;
-    }
-    if (mine.length === 0) return;
-    for (const l of mine) {
-      await yieldIfHeld(); // each request is answered inside its send: let the loop turn now and then
-      try {
-        // Down first: out of the anti-spoofing group, the TAP must not pass packets.
-        await linkSet(this.#nl, l.index, { up: false, group: this.#batchGroup });
-      } catch (e) {
-        if (!isErrno(e, ENODEV)) throw e;
-      }
-    }
-    await linkDelGroup(this.#nl, this.#batchGroup);
   }
 
   /**
@@ -1291,7 +989,7 @@ export class HostNetwork {
     const orphans = links.filter(
       (l) => isVmTap(l) && (l.group === this.#group || l.group === this.#batchGroup) && !byTap.has(l.name),
     );
-    await this.#deleteLinks(orphans, links);
+    await deleteLinks(this.#nl, this.#batchGroup, orphans, links);
     report.removedTaps.push(...orphans.map((l) => l.name));
 
     // Attached VMs: TAP and neighbour entry.

@@ -2,6 +2,9 @@
  * One call per VM: HostNetwork attaches a VM (address, MAC, TAP, published ports) and detaches it,
  * with durable state, crash recovery (`reconcile`) and garbage collection (`gc`).
  */
+
+export { HostNetwork } from "./host-network.js";
+export { isVmTap, tapAliasFor, tapNameFor, validateVmId } from "./names.js";
 export {
   type Attachment,
   type AttachOptions,
@@ -9,14 +12,12 @@ export {
   DEFAULT_MTU,
   type FirecrackerInterface,
   GUEST_IFACE,
-  HostNetwork,
   type HostNetworkHooks,
   type HostNetworkOptions,
   type PublishedPort,
   type ReconcileReport,
   type Step,
-} from "./host-network.js";
-export { isVmTap, tapAliasFor, tapNameFor, validateVmId } from "./names.js";
+} from "./options.js";
 export {
   DEFAULT_EPHEMERAL_RANGE,
   ephemeralPorts,

@@ -4,7 +4,7 @@
 import { readdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { allocateVm } from "../../src/host/allocate.js";
-import { normalizeAttach, subnetInfo } from "../../src/host/host-network.js";
+import { normalizeAttach, subnetInfo } from "../../src/host/request.js";
 import { HostState } from "../../src/store/host-state.js";
 
 const [db, prefix, count, start, end] = process.argv.slice(2);

@@ -8,8 +8,8 @@ import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConflictError, ExhaustedError, ValidationError } from "../../src/core/errors.js";
 import { allocateVm, type PortTaker } from "../../src/host/allocate.js";
-import { normalizeAttach, subnetInfo } from "../../src/host/host-network.js";
 import { type AttachOptions, tapNameFor } from "../../src/host/index.js";
+import { normalizeAttach, subnetInfo } from "../../src/host/request.js";
 import { HostState } from "../../src/store/host-state.js";
 import { openStateDb, SCHEMA_VERSION } from "../../src/store/state-db.js";
 
