@@ -113,7 +113,7 @@ export function parseAllowEntry(entry: unknown, field = "allow"): PolicyElement[
   let protocol: Protocol | undefined;
   let ports: PortSpan | undefined;
   if (typeof entry === "string") {
-    const m = ENTRY_RE.exec(entry.trim());
+    const m = ENTRY_RE.exec(entry);
     if (!m) {
       throw new ValidationError(
         field,

@@ -486,6 +486,9 @@ describe("per-guest policy (guest-policy.ts)", () => {
     "10.0.0.1/icmp",
     "10.0.0.1 ; flush ruleset",
     "10.0.0.1}",
+    // Whitespace is refused like everywhere else an address is taken (validateIPv4), not trimmed.
+    " 10.0.0.1",
+    "10.0.0.1:53 ",
   ])("refuses allow entry %j with a ValidationError", (bad) => {
     expect(() => parseAllowEntry(bad, "allow[0]")).toThrow(ValidationError);
   });
