@@ -4,6 +4,7 @@
  * an IMMEDIATE transaction: the database is the lock between processes.
  */
 
+import { resolve } from "node:path";
 import type Database from "better-sqlite3";
 import type { Protocol } from "../core/validate.js";
 import { intToIPv4, ipv4ToInt } from "../core/validate.js";
@@ -123,11 +124,15 @@ export class HostState {
   }
 
   /**
-   * Opens the database at `path` (default `/var/lib/microvm-net/state.db`), creating it when needed.
+   * Opens the database at `path` (default `/var/lib/microvm-net/state.db`; a relative path is resolved
+   * against the working directory now), creating it when needed.
    * @throws as openStateDb.
    */
   static open(path: string = DEFAULT_STATE_DB): HostState {
-    return new HostState(openStateDb(path), path);
+    // Absolute from here on: a checkpoint worker started later (store/checkpointer.ts) must open the
+    // same file even if the process has changed its working directory since.
+    const abs = path === ":memory:" ? path : resolve(path);
+    return new HostState(openStateDb(abs), abs);
   }
 
   #sql(text: string): Database.Statement {

@@ -172,6 +172,17 @@ kernelDescribe("HostNetwork", () => {
     }
   });
 
+  it("a second close() resolves with the first: when it does, the database is closed", async () => {
+    await hn.attach("vm-a", {});
+    const first = hn.close();
+    const second = hn.close();
+    expect(second).toBe(first);
+    await second;
+    await expect(hn.attach("vm-b", {})).rejects.toThrow(/closed/);
+    hn = await open(); // the record of vm-a is still there, for afterEach to detach
+    expect(hn.list().map((a) => a.vmId)).toEqual(["vm-a"]);
+  });
+
   it("when the kernel's range covers every ephemeral port, fixed ports still attach and retries still answer", async () => {
     const a = await hn.attach("vm-a", { publish: ["8080:80"] });
     sh("sh", ["-c", "echo 30000 60999 > /proc/sys/net/ipv4/ip_local_port_range"]);

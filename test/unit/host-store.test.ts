@@ -54,6 +54,19 @@ describe("state database", () => {
     expect(state.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
   });
 
+  it("keeps a relative path as the absolute one it named when opened (a later chdir changes nothing)", () => {
+    const cwd = process.cwd();
+    try {
+      process.chdir(dir);
+      const rel = HostState.open("rel.db");
+      process.chdir(tmpdir());
+      expect(rel.path).toBe(join(dir, "rel.db"));
+      rel.close();
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   it("refuses a database written by a newer version", () => {
     state.db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     expect(() => openStateDb(state.path)).toThrow(/newer/);

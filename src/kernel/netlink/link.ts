@@ -164,7 +164,7 @@ export async function linkList(nl: NetlinkSocket): Promise<Link[]> {
   for (const m of msgs) {
     if (m.type !== RTM_NEWLINK) continue;
     out.push(parseLink(m));
-    if (out.length % 64 === 0) await nl.yieldIfSpent();
+    if (out.length % 16 === 0) await nl.yieldIfSpent();
   }
   return out;
 }
