@@ -170,14 +170,14 @@ export function parseCidr(value: unknown, field = "cidr"): Cidr {
     throw new ValidationError(field, `${describe(value)} is not a CIDR`, "ERR_INVALID_CIDR");
   }
   const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(value);
-  if (!m || !ipaddr.IPv4.isValidFourPartDecimal(m[1] as string) || Number(m[2]) > 32) {
+  if (!m || !DOTTED_QUAD.test(m[1] as string) || Number(m[2]) > 32) {
     throw new ValidationError(
       field,
       `"${value}" is not an IPv4 CIDR such as 10.200.0.0/16`,
       "ERR_INVALID_CIDR",
     );
   }
-  const address = ipaddr.IPv4.parse(m[1] as string).toString();
+  const address = m[1] as string; // canonical: DOTTED_QUAD accepts nothing else
   const prefix = Number(m[2]);
   const network = intToIPv4(ipv4ToInt(address) & prefixMask(prefix));
   return { address, network, prefix };

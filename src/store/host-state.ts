@@ -107,6 +107,17 @@ function toRecord(r: VmRow, ports: PortRecord[]): VmRecord {
 const byPort = (a: PortRecord, b: PortRecord) =>
   a.protocol.localeCompare(b.protocol) || a.hostPort - b.hostPort || a.hostIp.localeCompare(b.hostIp);
 
+/** Records of `rows`, in their order, each with its ports from `portRows` (sorted as {@link HostState.get} sorts them). */
+function withPorts(rows: readonly VmRow[], portRows: readonly PortRow[]): VmRecord[] {
+  const ports = new Map<string, PortRecord[]>();
+  for (const p of portRows) {
+    const list = ports.get(p.vm_id);
+    if (list) list.push(toPort(p));
+    else ports.set(p.vm_id, [toPort(p)]);
+  }
+  return rows.map((r) => toRecord(r, (ports.get(r.vm_id) ?? []).sort(byPort)));
+}
+
 /**
  * The VM records in one state database. Methods are synchronous (better-sqlite3); outside
  * {@link write} each statement is its own transaction.
@@ -190,15 +201,10 @@ export class HostState {
     const rows = this.#sql("SELECT * FROM vms WHERE vm_id IN (SELECT value FROM json_each(?))").all(
       ids,
     ) as VmRow[];
-    const ports = new Map<string, PortRecord[]>();
-    for (const p of this.#sql("SELECT * FROM ports WHERE vm_id IN (SELECT value FROM json_each(?))").all(
+    const ports = this.#sql("SELECT * FROM ports WHERE vm_id IN (SELECT value FROM json_each(?))").all(
       ids,
-    ) as PortRow[]) {
-      const list = ports.get(p.vm_id);
-      if (list) list.push(toPort(p));
-      else ports.set(p.vm_id, [toPort(p)]);
-    }
-    return new Map(rows.map((r) => [r.vm_id, toRecord(r, (ports.get(r.vm_id) ?? []).sort(byPort))]));
+    ) as PortRow[];
+    return new Map(withPorts(rows, ports).map((r) => [r.vmId, r]));
   }
 
   /**
@@ -223,13 +229,7 @@ export class HostState {
   /** Every record, by VM id. */
   list(): VmRecord[] {
     const rows = this.#sql("SELECT * FROM vms ORDER BY vm_id").all() as VmRow[];
-    const ports = new Map<string, PortRecord[]>();
-    for (const p of this.#sql("SELECT * FROM ports").all() as PortRow[]) {
-      const list = ports.get(p.vm_id);
-      if (list) list.push(toPort(p));
-      else ports.set(p.vm_id, [toPort(p)]);
-    }
-    return rows.map((r) => toRecord(r, (ports.get(r.vm_id) ?? []).sort(byPort)));
+    return withPorts(rows, this.#sql("SELECT * FROM ports").all() as PortRow[]);
   }
 
   /** Number of records. */

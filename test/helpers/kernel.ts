@@ -3,6 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { readlinkSync } from "node:fs";
 import { describe } from "vitest";
+import { KernelError } from "../../src/core/errors.js";
 
 function skipReason(): string | undefined {
   if (process.env.MVNET_SKIP_KERNEL) return process.env.MVNET_SKIP_KERNEL;
@@ -34,6 +35,17 @@ export function isRealRoot(): boolean {
 /** Runs a command (test set-up and independent read-back only; the product never spawns these). */
 export function sh(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] });
+}
+
+/** The errno name (`EEXIST`) of the KernelError `f` throws, or undefined when it returns; other errors rethrown. */
+export function kernelErrno(f: () => unknown): string | undefined {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    if (e instanceof KernelError) return e.code;
+    throw e;
+  }
 }
 
 /** `ip -j <args>` parsed. */

@@ -422,6 +422,20 @@ export function summarizeIpv4(frame: Buffer): Ipv4Summary | undefined {
   return { ...base, proto, checksumOk: ip.checksumOk };
 }
 
+/** Ethernet + IPv4 around a transport `payload` of `protocol`. */
+function ipv4Frame(
+  f: { srcMac: string; dstMac: string; src: string; dst: string },
+  protocol: number,
+  payload: Buffer,
+): Buffer {
+  return buildEthernet({
+    dst: f.dstMac,
+    src: f.srcMac,
+    etherType: ETHERTYPE_IPV4,
+    payload: buildIpv4({ src: f.src, dst: f.dst, protocol, payload }),
+  });
+}
+
 /** Ethernet + IPv4 + UDP in one frame. */
 export function udpFrame(f: {
   srcMac: string;
@@ -433,23 +447,12 @@ export function udpFrame(f: {
   payload: Buffer;
   checksum?: boolean;
 }): Buffer {
-  const udp = buildUdp({ ...f, checksum: f.checksum ?? true });
-  return buildEthernet({
-    dst: f.dstMac,
-    src: f.srcMac,
-    etherType: ETHERTYPE_IPV4,
-    payload: buildIpv4({ src: f.src, dst: f.dst, protocol: IPPROTO_UDP, payload: udp }),
-  });
+  return ipv4Frame(f, IPPROTO_UDP, buildUdp({ ...f, checksum: f.checksum ?? true }));
 }
 
 /** Ethernet + IPv4 + TCP in one frame (default: a SYN). */
 export function tcpFrame(f: { srcMac: string; dstMac: string } & TcpBuild): Buffer {
-  return buildEthernet({
-    dst: f.dstMac,
-    src: f.srcMac,
-    etherType: ETHERTYPE_IPV4,
-    payload: buildIpv4({ src: f.src, dst: f.dst, protocol: IPPROTO_TCP, payload: buildTcp(f) }),
-  });
+  return ipv4Frame(f, IPPROTO_TCP, buildTcp(f));
 }
 
 // ---------------------------------------------------------------- ICMP (IPv4)
@@ -479,12 +482,7 @@ export function icmpEchoFrame(f: {
   seq: number;
   data?: Buffer;
 }): Buffer {
-  return buildEthernet({
-    dst: f.dstMac,
-    src: f.srcMac,
-    etherType: ETHERTYPE_IPV4,
-    payload: buildIpv4({ src: f.src, dst: f.dst, protocol: IPPROTO_ICMP, payload: buildIcmpEcho(f) }),
-  });
+  return ipv4Frame(f, IPPROTO_ICMP, buildIcmpEcho(f));
 }
 
 // ---------------------------------------------------------------- IPv6
@@ -741,6 +739,27 @@ export function buildUdp6(u: UdpBuild): Buffer {
   return seg;
 }
 
+/** Ethernet + IPv6 around a `payload` of `nextHeader`. */
+function ipv6Frame(
+  f: { srcMac: string; dstMac: string; src: string; dst: string; hopLimit?: number; flowLabel?: number },
+  nextHeader: number,
+  payload: Buffer,
+): Buffer {
+  return buildEthernet({
+    dst: f.dstMac,
+    src: f.srcMac,
+    etherType: ETHERTYPE_IPV6,
+    payload: buildIpv6({
+      src: f.src,
+      dst: f.dst,
+      nextHeader,
+      hopLimit: f.hopLimit,
+      flowLabel: f.flowLabel,
+      payload,
+    }),
+  });
+}
+
 /** Ethernet + IPv6 + ICMPv6 in one frame (hop limit 255 unless given: right for ND and harmless for echo). */
 export function icmpv6Frame(f: {
   srcMac: string;
@@ -753,19 +772,7 @@ export function icmpv6Frame(f: {
   hopLimit?: number;
   flowLabel?: number;
 }): Buffer {
-  return buildEthernet({
-    dst: f.dstMac,
-    src: f.srcMac,
-    etherType: ETHERTYPE_IPV6,
-    payload: buildIpv6({
-      src: f.src,
-      dst: f.dst,
-      nextHeader: IPPROTO_ICMPV6,
-      hopLimit: f.hopLimit ?? 255,
-      flowLabel: f.flowLabel,
-      payload: buildIcmpv6(f),
-    }),
-  });
+  return ipv6Frame({ ...f, hopLimit: f.hopLimit ?? 255 }, IPPROTO_ICMPV6, buildIcmpv6(f));
 }
 
 /** Ethernet + IPv6 + UDP in one frame. */
@@ -779,18 +786,7 @@ export function udp6Frame(f: {
   payload: Buffer;
   hopLimit?: number;
 }): Buffer {
-  return buildEthernet({
-    dst: f.dstMac,
-    src: f.srcMac,
-    etherType: ETHERTYPE_IPV6,
-    payload: buildIpv6({
-      src: f.src,
-      dst: f.dst,
-      nextHeader: IPPROTO_UDP,
-      hopLimit: f.hopLimit,
-      payload: buildUdp6(f),
-    }),
-  });
+  return ipv6Frame(f, IPPROTO_UDP, buildUdp6(f));
 }
 
 /** What a test wants to know about one IPv6 frame. */

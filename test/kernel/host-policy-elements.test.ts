@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import { KernelError } from "../../src/core/errors.js";
 import {
   buildPolicy,
   type GuestPolicySpec,
@@ -21,7 +20,7 @@ import { activeElementPath, setElementPath } from "../../src/firewall/portmap.js
 import { HostNetwork } from "../../src/host/index.js";
 import { mappingChanges } from "../../src/host/nft-elements.js";
 import { NftnlSocket, setElemTransaction } from "../../src/kernel/nftnl/index.js";
-import { kernelDescribe, sh } from "../helpers/kernel.js";
+import { kernelDescribe, kernelErrno, sh } from "../helpers/kernel.js";
 
 const T = "hpe_t";
 
@@ -46,16 +45,6 @@ const other = buildPolicy("10.200.0.8", {
   allow: ["10.0.0.0/8:53/udp"],
   bind: { tap: 43, mac: "02:00:0a:c8:00:08" },
 });
-
-function errno(f: () => unknown): string | undefined {
-  try {
-    f();
-    return undefined;
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-}
 
 kernelDescribe("policy and map elements over our netlink match nft's", () => {
   let sock: NftnlSocket;
@@ -130,10 +119,10 @@ kernelDescribe("policy and map elements over our netlink match nft's", () => {
     // The same key for another guest, in one transaction with a policy: nothing of it is applied.
     const clash = { ...m, guestIp: "10.200.0.8" };
     const changes = [...mappingChanges(T, [clash], "create"), ...(policyElemChanges(T, other, "add") ?? [])];
-    expect(errno(() => setElemTransaction(sock, changes))).toBe("EEXIST");
+    expect(kernelErrno(() => setElemTransaction(sock, changes))).toBe("EEXIST");
     expect(listPolicies().size).toBe(0);
     // Removing the other guest's mapping fails (add of a different value is EEXIST) and changes nothing.
-    expect(errno(() => setElemTransaction(sock, mappingChanges(T, [clash], "remove")))).toBe("EEXIST");
+    expect(kernelErrno(() => setElemTransaction(sock, mappingChanges(T, [clash], "remove")))).toBe("EEXIST");
     expect(await listMappings(nft, T)).toHaveLength(3);
     setElemTransaction(sock, mappingChanges(T, [m, a, i], "remove"));
     expect(await listMappings(nft, T)).toEqual([]);

@@ -1,7 +1,7 @@
 // Our nf_tables set-element client and the port mappings built on it, against the real kernel in the
 // runner's private network namespace, read back through `nft -j list map` (an independent path).
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import { ConflictError, KernelError } from "../../src/core/errors.js";
+import { ConflictError } from "../../src/core/errors.js";
 import { bootstrapFirewall, type Mapping, type NftApplier, openNft } from "../../src/firewall/index.js";
 import {
   activeElementPath,
@@ -19,7 +19,7 @@ import {
   setElemGet,
   setElemTransaction,
 } from "../../src/kernel/nftnl/index.js";
-import { kernelDescribe, sh } from "../helpers/kernel.js";
+import { kernelDescribe, kernelErrno, sh } from "../helpers/kernel.js";
 
 const T = "nftnl_t";
 const anySet = { family: NFPROTO_IPV4, table: T, set: "pm_any" };
@@ -55,16 +55,6 @@ const elem = (proto: string, port: number, ip: string, gport = 80) => [
   { concat: [ip, gport] },
 ];
 
-function errno(f: () => unknown): string | undefined {
-  try {
-    f();
-    return undefined;
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
-}
-
 kernelDescribe("nf_tables set elements through our netlink messages", () => {
   let sock: NftnlSocket;
   beforeAll(() => {
@@ -87,19 +77,19 @@ add set ip ${T} vm_macs { type ifname . ether_addr; }
     setElemAdd(sock, anySet, [{ key: key(8080), data: guest("10.200.0.2") }], { exclusive: true });
     expect(listMap("pm_any")).toEqual([elem("tcp", 8080, "10.200.0.2")]);
     expect(
-      errno(() =>
+      kernelErrno(() =>
         setElemAdd(sock, anySet, [{ key: key(8080), data: guest("10.200.0.2") }], { exclusive: true }),
       ),
     ).toBe("EEXIST");
     expect(
-      errno(() => setElemAdd(sock, anySet, [{ key: key(8080), data: guest("10.200.0.2") }])),
+      kernelErrno(() => setElemAdd(sock, anySet, [{ key: key(8080), data: guest("10.200.0.2") }])),
     ).toBeUndefined();
     expect(listMap("pm_any")).toEqual([elem("tcp", 8080, "10.200.0.2")]);
   });
 
   it("add of the same key with another value is EEXIST and leaves the element alone", () => {
     setElemAdd(sock, anySet, [{ key: key(8080), data: guest("10.200.0.2") }]);
-    expect(errno(() => setElemAdd(sock, anySet, [{ key: key(8080), data: guest("10.200.0.3") }]))).toBe(
+    expect(kernelErrno(() => setElemAdd(sock, anySet, [{ key: key(8080), data: guest("10.200.0.3") }]))).toBe(
       "EEXIST",
     );
     expect(listMap("pm_any")).toEqual([elem("tcp", 8080, "10.200.0.2")]);
@@ -119,7 +109,7 @@ add set ip ${T} vm_macs { type ifname . ether_addr; }
   it("a transaction is all or nothing: one refused change aborts the others", () => {
     setElemAdd(sock, anySet, [{ key: key(1), data: guest("10.200.0.2") }]);
     expect(
-      errno(() =>
+      kernelErrno(() =>
         setElemTransaction(sock, [
           { op: "add", set: anySet, elems: [{ key: key(2), data: guest("10.200.0.2") }] },
           { op: "delete", set: anySet, elems: [{ key: key(1) }] },
@@ -139,9 +129,9 @@ add set ip ${T} vm_macs { type ifname . ether_addr; }
         { op: "add", set: anySet, elems: [{ key: key(5), data: guest(ip) }] },
         { op: "delete", set: anySet, elems: [{ key: key(5) }] },
       ]);
-    expect(errno(() => removeAs("10.200.0.6"))).toBe("EEXIST");
+    expect(kernelErrno(() => removeAs("10.200.0.6"))).toBe("EEXIST");
     expect(listMap("pm_any")).toEqual([elem("tcp", 5, "10.200.0.5")]);
-    expect(errno(() => removeAs("10.200.0.5"))).toBeUndefined();
+    expect(kernelErrno(() => removeAs("10.200.0.5"))).toBeUndefined();
     expect(listMap("pm_any")).toEqual([]);
   });
 
@@ -152,12 +142,12 @@ add set ip ${T} vm_macs { type ifname . ether_addr; }
     ]);
     setElemDel(sock, anySet, [key(7)]);
     expect(listMap("pm_any")).toEqual([elem("tcp", 8, "10.200.0.8")]);
-    expect(errno(() => setElemDel(sock, anySet, [key(7)]))).toBe("ENOENT");
-    expect(errno(() => setElemDel(sock, { ...anySet, table: "nope" }, [key(8)]))).toBe("ENOENT");
+    expect(kernelErrno(() => setElemDel(sock, anySet, [key(7)]))).toBe("ENOENT");
+    expect(kernelErrno(() => setElemDel(sock, { ...anySet, table: "nope" }, [key(8)]))).toBe("ENOENT");
   });
 
   it("a key of the wrong length is refused by the kernel (EINVAL), not stored", () => {
-    expect(errno(() => setElemAdd(sock, iifSet, [{ key: key(9), data: guest("10.200.0.9") }]))).toBe(
+    expect(kernelErrno(() => setElemAdd(sock, iifSet, [{ key: key(9), data: guest("10.200.0.9") }]))).toBe(
       "EINVAL",
     );
     expect(listMap("pm_iif")).toEqual([]);

@@ -36,6 +36,7 @@ import {
   unbindTap,
   ValidationError,
 } from "../../src/index.js";
+import { anyIPv4, anything, octet, unicastIPv4 } from "../helpers/arbitraries.js";
 import { ipJson, kernelDescribe, sh } from "../helpers/kernel.js";
 import { kernelSnapshot, type SnapshotOptions } from "../helpers/snapshot.js";
 
@@ -64,16 +65,7 @@ const ifChar = fc.constantFrom(...IFNAME_CHARS);
 const garbage: fc.Arbitrary<unknown> = fc
   .oneof(
     fc.constantFrom<unknown>(null, NaN, Infinity, -Infinity, -0, true, false, [], {}, [1, 2], () => 1),
-    fc.anything({
-      withBigInt: true,
-      withNullPrototype: true,
-      withBoxedValues: true,
-      withDate: true,
-      withMap: true,
-      withSet: true,
-      withTypedArray: true,
-      withSparseArray: true,
-    }),
+    anything,
     fc.constantFrom<unknown>(
       JSON.parse('{"__proto__": {"polluted": 1}}'),
       JSON.parse('{"constructor": {"prototype": {"polluted": 1}}}'),
@@ -120,13 +112,6 @@ const badIfNameString = fc.oneof(
 );
 const badIfName = fc.oneof(badIfNameString, nonString);
 
-const octet = fc.integer({ min: 0, max: 255 });
-const anyIPv4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join("."));
-/** Unicast host addresses: not 0.0.0.0, not 127/8, not 224/3. */
-const unicastIPv4 = fc
-  .tuple(fc.integer({ min: 1, max: 223 }), octet, octet, fc.integer({ min: 1, max: 254 }))
-  .filter(([a]) => a !== 127)
-  .map((o) => o.join("."));
 const badIPv4String = fc.oneof(
   fc.constantFrom("", "10.1", "1.2.3.4.5", "256.0.0.1", "010.0.0.1", " 10.0.0.1", "10.0.0.1 ", "10.0.0.1/24"),
   fc.constantFrom("::1", "a.b.c.d", "0x0a.0.0.1", "1e1.0.0.1", "10.0.0.-1", "10..0.1", "१.२.३.४"),

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { anyIPv4, octet, unicastIPv4 } from "../helpers/arbitraries.js";
 import { kernelDescribe } from "../helpers/kernel.js";
 import { kernelSnapshot, type SnapshotOptions } from "../helpers/snapshot.js";
 
@@ -77,12 +78,6 @@ const badIfName = fc.oneof(
     .tuple(fc.array(ifChar, { maxLength: 5 }), fc.constantFrom(" ", "/", "%", ":", ";", "*", "é", "'"))
     .map(([a, c]) => `t${a.join("")}${c}`),
 );
-const octet = fc.integer({ min: 0, max: 255 });
-const anyIPv4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join("."));
-const unicastIPv4 = fc
-  .tuple(fc.integer({ min: 1, max: 223 }), octet, octet, fc.integer({ min: 1, max: 254 }))
-  .filter(([a]) => a !== 127)
-  .map((o) => o.join("."));
 const badIPv4 = fc.oneof(
   fc.constantFrom("10.1", "1.2.3.4.5", "256.0.0.1", "010.0.0.1", "a.b.c.d", "::1", "10.0.0.1/24", "10..0.1"),
   fc.tuple(fc.integer({ min: 256, max: 999 }), octet).map(([a, b]) => `${b}.${a}.0.1`),
