@@ -122,6 +122,24 @@ add set ip ${T} vm_macs { type ifname . ether_addr; }
     expect(listMap("pm_any")).toEqual([elem("tcp", 1, "10.200.0.2")]);
   });
 
+  it("a refusal of a message that asked no ACK (only the last does) is reported, and the socket stays in step", () => {
+    expect(
+      kernelErrno(() =>
+        setElemTransaction(sock, [
+          { op: "delete", set: anySet, elems: [{ key: key(9) }] },
+          { op: "add", set: anySet, elems: [{ key: key(3), data: guest("10.200.0.3") }] },
+          { op: "add", set: anySet, elems: [{ key: key(4), data: guest("10.200.0.4") }] },
+        ]),
+      ),
+    ).toBe("ENOENT");
+    expect(listMap("pm_any")).toEqual([]);
+    setElemAdd(sock, anySet, [{ key: key(5), data: guest("10.200.0.5") }]);
+    expect(kernelErrno(() => setElemAdd(sock, anySet, [{ key: key(5), data: guest("10.200.0.6") }]))).toBe(
+      "EEXIST",
+    );
+    expect(listMap("pm_any")).toEqual([elem("tcp", 5, "10.200.0.5")]);
+  });
+
   it("add identical + delete removes; with another guest's value it is EEXIST and removes nothing", () => {
     setElemAdd(sock, anySet, [{ key: key(5), data: guest("10.200.0.5") }]);
     const removeAs = (ip: string) =>

@@ -118,7 +118,7 @@ describe("nf_tables set-element encoding", () => {
     }
   });
 
-  it("sends keys only for a delete, and ACK without CREATE for add", () => {
+  it("sends keys only for a delete, CREATE without EXCL for add, and asks an ACK of the last message only", () => {
     const b = encodeElemBatch(
       [
         { op: "add", set, elems: [{ key: anyKey, data: anyData }] },
@@ -128,10 +128,10 @@ describe("nf_tables set-element encoding", () => {
     );
     const [, add, del] = decodeMessages(b.buf);
     expect(add?.type).toBe(0x0a0c);
-    expect(add?.flags).toBe(0x405);
+    expect(add?.flags).toBe(0x401); // REQUEST | CREATE: not the last change, no ACK asked
     expect(add?.payload).toEqual(NEWSETELEM_BODY);
     expect(del?.type).toBe(0x0a0e);
-    expect(del?.flags).toBe(0x005);
+    expect(del?.flags).toBe(0x005); // REQUEST | ACK: the last change
     // The same body without the DATA nest: ELEMENTS 24 bytes, LIST_ELEM 20.
     expect(del?.payload).toEqual(
       hex(`02000000 06000100 74000000 0b000200 706d5f61 6e790000

@@ -290,12 +290,17 @@ export function setElemBodies(set: SetRef, elems: readonly SetElem[], withData: 
   return bodies;
 }
 
-/** nlmsg_flags of each change: every message asks for an ACK, so each is confirmed or refused. */
+/**
+ * nlmsg_flags of a change's messages, without NLM_F_ACK: {@link encodeElemBatch} asks for an ACK on
+ * the last one only. A refusal is reported whether or not its message asked for an ACK, and the
+ * answers come in message order (`if (nlh->nlmsg_flags & NLM_F_ACK || err) nfnl_err_add(…)` in
+ * nfnetlink_rcv_batch(), net/netfilter/nfnetlink.c, delivered in one list once the batch is done), so
+ * one ACK confirms the whole batch: one answer to read instead of one per message.
+ */
 export function changeFlags(op: ElemChange["op"]): number {
-  const base = NLM_F_REQUEST | NLM_F_ACK;
-  if (op === "create") return base | NLM_F_CREATE | NLM_F_EXCL;
-  if (op === "add") return base | NLM_F_CREATE;
-  return base;
+  if (op === "create") return NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL;
+  if (op === "add") return NLM_F_REQUEST | NLM_F_CREATE;
+  return NLM_F_REQUEST;
 }
 
 /** An encoded transaction and the sequence numbers it used. */
@@ -311,7 +316,8 @@ export interface EncodedBatch {
  * Frames `changes` as one nf_tables transaction: NFNL_MSG_BATCH_BEGIN (family AF_UNSPEC, res_id
  * NFNL_SUBSYS_NFTABLES), one message per change (more for very long element lists), BATCH_END.
  * The kernel applies all of it or nothing (nfnetlink_rcv_batch() in net/netfilter/nfnetlink.c).
- * Sequence numbers run from `firstSeq`, one per message.
+ * Sequence numbers run from `firstSeq`, one per message; only the last change asks for an ACK (see
+ * {@link changeFlags}).
  * @throws ValidationError for an empty list or a bad change.
  */
 export function encodeElemBatch(changes: readonly ElemChange[], firstSeq: number): EncodedBatch {
@@ -328,15 +334,20 @@ export function encodeElemBatch(changes: readonly ElemChange[], firstSeq: number
       nfgenmsg(0, NFNL_SUBSYS_NFTABLES),
     ),
   ];
+  const parts: Array<{ type: number; flags: number; body: Buffer }> = [];
   for (const c of changes) {
     const type = nftType(c.op === "delete" ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM);
     if (c.op !== "create" && c.op !== "add" && c.op !== "delete") {
       throw new ValidationError("changes.op", `unknown operation ${JSON.stringify(c.op)}`);
     }
     for (const body of setElemBodies(c.set, c.elems, c.op !== "delete")) {
-      msgs.push(encodeMessage({ type, flags: changeFlags(c.op), seq: next() }, body));
+      parts.push({ type, flags: changeFlags(c.op), body });
     }
   }
+  parts.forEach((p, i) => {
+    const flags = i === parts.length - 1 ? p.flags | NLM_F_ACK : p.flags;
+    msgs.push(encodeMessage({ type: p.type, flags, seq: next() }, p.body));
+  });
   const lastSeq = next();
   msgs.push(
     encodeMessage(
