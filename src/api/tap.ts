@@ -3,9 +3,24 @@
  * ours (interface alias and group) so that nothing we do ever touches a device we did not make.
  */
 import { KernelError, NotOursError, ValidationError } from "../core/errors.js";
-import { parseCidr, validateId, validateIfName, validateIPv4, validateTapMtu } from "../core/validate.js";
+import {
+  parseCidr,
+  validateId,
+  validateIfName,
+  validateIPv4,
+  validateMac,
+  validateTapMtu,
+} from "../core/validate.js";
 import { linkBrief } from "../kernel/netlink/ifreq.js";
-import { addrAdd, type Link, linkDel, linkGet, linkList, linkSet } from "../kernel/netlink/index.js";
+import {
+  addrAddRequest,
+  type Link,
+  linkDel,
+  linkGet,
+  linkList,
+  linkSetRequest,
+  neighAddRequest,
+} from "../kernel/netlink/index.js";
 import { ifaceSysctlPath, sysctlSet } from "../kernel/sysctl.js";
 import { tapClose, tapCreateOpen, tapPersist } from "../kernel/tun.js";
 import { type Context, context, type NetworkOptions, optionsOf, TAP_ALIAS } from "./context.js";
@@ -35,6 +50,12 @@ export interface TapOptions extends NetworkOptions {
    * was published to the guest (the point-to-point peer); giving it skips that lookup.
    */
   routeLocalnet?: boolean;
+  /**
+   * Point-to-point TAPs only: the guest's MAC (unicast, `aa:bb:cc:dd:ee:ff`). A permanent neighbour
+   * entry guestIp → guestMac is added in the same netlink datagram as the address, so the host never
+   * ARPs for the guest (the first packet to it is not held back by a resolution).
+   */
+  guestMac?: string;
 }
 
 /** What we report about one of our TAPs. */
@@ -68,6 +89,7 @@ function validateTapOptions(opts: TapOptions): void {
   validateAlias(opts.alias);
   if (opts.routeLocalnet !== undefined && typeof opts.routeLocalnet !== "boolean")
     throw new ValidationError("routeLocalnet", "must be true or false");
+  if (opts.guestMac !== undefined) validateMac(opts.guestMac, "guestMac");
 }
 
 /** The TAP's MTU, 68–65521 (see validateTapMtu); undefined keeps the kernel's default. */
@@ -107,8 +129,9 @@ interface Address {
  * after the TAP exists deletes it again, so the call is all-or-nothing.
  *
  * Per TAP: open, TUNSETIFF, TUNSETOWNER, TUNSETGROUP (the device), three netdevice ioctls (ifindex,
- * MAC, MTU: no RTM_GETLINK), one /proc/sys write (disable_ipv6), RTM_NEWLINK and RTM_NEWADDR sent
- * back to back (both answered inside their `send`, read without a loop turn), TUNSETPERSIST, close.
+ * MAC, MTU: no RTM_GETLINK), one /proc/sys write (disable_ipv6), RTM_NEWLINK, RTM_NEWADDR (and
+ * RTM_NEWNEIGH with `guestMac`) in one datagram (answered inside its `send`, read without a loop
+ * turn), TUNSETPERSIST, close.
  * docs/performance.md has what each costs.
  */
 async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptions): Promise<TapInfo> {
@@ -128,18 +151,22 @@ async function makeTap(ctx: Context, name: string, addr: Address, opts: TapOptio
       if (!(e instanceof KernelError && e.errno === 2)) throw e; // ENOENT: IPv6 is not built in
     }
     const localnet = opts.routeLocalnet ?? (addr.peer !== undefined && hasLoopbackMapping(ctx, addr.peer));
-    // Both requests are answered inside their send(); if either fails, closing the descriptor
-    // below removes the TAP again.
-    await Promise.all([
-      linkSet(ctx.netlink, link.index, {
+    const index = link.index;
+    const requests = [
+      linkSetRequest(index, {
         alias,
         group: ctx.group,
         mtu: opts.mtu,
         up: true,
-        routeLocalnet: localnet ? true : undefined,
+        routeLocalnet: localnet || undefined,
       }),
-      addrAdd(ctx.netlink, { index: link.index, local: addr.local, prefix: addr.prefix, peer: addr.peer }),
-    ]);
+      addrAddRequest({ index, local: addr.local, prefix: addr.prefix, peer: addr.peer }),
+    ];
+    if (opts.guestMac !== undefined && addr.peer !== undefined)
+      requests.push(neighAddRequest({ index, ip: addr.peer, mac: opts.guestMac, permanent: true }));
+    // One datagram, answered inside its send(); if any request fails, closing the descriptor below
+    // removes the TAP again, with whatever the others did to it.
+    await ctx.netlink.requestAll(requests);
     tapPersist(fd, name);
     return {
       name,
@@ -171,6 +198,11 @@ export async function createTap(name: string, cidr: string, given: TapOptions | 
   if (c.prefix > 30 && c.prefix !== 32)
     throw new ValidationError("cidr", `a /${c.prefix} leaves no room for a guest`);
   validateTapOptions(options);
+  if (options.guestMac !== undefined)
+    throw new ValidationError(
+      "guestMac",
+      "only a point-to-point TAP (createPointToPointTap) has a single guest",
+    );
   if (options.uid !== undefined) validateId(options.uid, "uid");
   if (options.gid !== undefined) validateId(options.gid, "gid");
   return makeTap(context(options), name, { local: c.address, prefix: c.prefix }, options);

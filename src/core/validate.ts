@@ -244,3 +244,23 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
   const mask = prefixMask(cidr.prefix);
   return (ipv4ToInt(ip) & mask) >>> 0 === ipv4ToInt(cidr.network);
 }
+
+const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+/**
+ * Checks a MAC address: six colon-separated hex bytes, unicast (IEEE 802: bit 0 of the first octet
+ * clear), not all zero.
+ * @returns lower case.
+ * @throws ValidationError (code `ERR_INVALID_MAC`).
+ */
+export function validateMac(value: unknown, field = "mac"): string {
+  const m = typeof value === "string" ? value.toLowerCase() : "";
+  if (!MAC_RE.test(m) || (Number.parseInt(m.slice(0, 2), 16) & 1) === 1 || m === "00:00:00:00:00:00") {
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(value)} is not a unicast MAC address`,
+      "ERR_INVALID_MAC",
+    );
+  }
+  return m;
+}

@@ -445,7 +445,7 @@ export class HostNetwork {
         const tap = await this.#ensureTap(rec, true);
         rec = tap.rec;
         await this.#step("tap", id);
-        await neighAdd(this.#nl, { index: tap.index, ip: rec.guestIp, mac: rec.guestMac, permanent: true });
+        // The neighbour entry came in the TAP's own netlink datagram (#ensureTap).
         await this.#step("neighbour", id);
         await this.#addMappingsAndPolicy(rec, tap.index);
         await this.#flushConntrackForPorts(rec.ports);
@@ -596,6 +596,8 @@ export class HostNetwork {
             table: this.#table,
             // In the TAP's one RTM_NEWLINK: it is never up without the VM's alias.
             alias: tapAliasFor(rec.vmId),
+            // A permanent neighbour entry for the guest: no ARP round trip for its first packet.
+            guestMac: rec.guestMac,
             // A packet from 127.0.0.1 DNATed to the guest leaves through this TAP; the kernel routes a
             // loopback source to a non-loopback device only with route_localnet (net/ipv4/route.c).
             // Unset: tap.ts still sets it when a mapping made outside HostNetwork covers 127.0.0.1.
@@ -1035,14 +1037,15 @@ export class HostNetwork {
     const tapIndex = new Map<string, number>();
     for (const r of recs) {
       if (r.state !== "attached") continue;
-      let link = linkByName.get(r.tap);
+      const link = linkByName.get(r.tap);
       if (!link) {
         const fresh = this.#state.get(r.vmId);
         if (fresh?.state !== "attached") continue;
-        const made = await this.#ensureTap(fresh, false);
+        const made = await this.#ensureTap(fresh, false); // its neighbour entry included
         this.#recreated.add(made.rec.tap);
-        link = { index: made.index } as Link;
+        tapIndex.set(r.vmId, made.index);
         report.recreatedTaps.push(r.vmId);
+        continue;
       }
       tapIndex.set(r.vmId, link.index);
       try {

@@ -11,6 +11,7 @@ import { RTM_DELLINK } from "../../src/kernel/netlink/constants.js";
 import { linkBrief, linkIndex } from "../../src/kernel/netlink/ifreq.js";
 import {
   addrAdd,
+  addrAddRequest,
   addrDel,
   addrList,
   defaultRoute,
@@ -26,9 +27,11 @@ import {
   linkSetGroup,
   linkSetMac,
   linkSetMtu,
+  linkSetRequest,
   linkSetUp,
   NetlinkSocket,
   neighAdd,
+  neighAddRequest,
   routeGet,
   routeList,
 } from "../../src/kernel/netlink/index.js";
@@ -352,6 +355,55 @@ kernelDescribe("rtnetlink client", () => {
     await addrDel(nl, spec);
     expect((await addrList(nl, index)).map((a) => a.local)).toEqual(["10.201.0.1"]);
     await expect(addrDel(nl, spec)).rejects.toMatchObject({ code: "EADDRNOTAVAIL", syscall: "RTM_DELADDR" });
+  });
+
+  it("requestAll: link changes, an address and a neighbour entry in one datagram, each carried out", async () => {
+    veth("all-a", "all-b");
+    const index = ifindex("all-a");
+    await nl.requestAll([
+      linkSetRequest(index, { alias: "ours", group: 78, up: true }),
+      addrAddRequest({ index, local: "10.203.0.1", prefix: 32, peer: "10.203.0.2" }),
+      neighAddRequest({ index, ip: "10.203.0.2", mac: "02:00:00:00:00:0c" }),
+    ]);
+    expect(ipLink("all-a")).toMatchObject({ group: "78", ifalias: "ours" });
+    expect(ipLink("all-a").flags).toContain("UP");
+    expect((await addrList(nl, index)).map((a) => [a.local, a.address])).toEqual([
+      ["10.203.0.1", "10.203.0.2"],
+    ]);
+    expect(ipJson("neigh", "show", "dev", "all-a")).toEqual([
+      { dst: "10.203.0.2", lladdr: "02:00:00:00:00:0c", state: ["PERMANENT"] },
+    ]);
+  });
+
+  it("requestAll: a refusal of a request that asked no ACK is reported with its own type and text; the requests after it still run", async () => {
+    veth("ref-a", "ref-b");
+    const index = ifindex("ref-a");
+    await addrAdd(nl, { index, local: "10.204.0.1", prefix: 32, peer: "10.204.0.2" });
+    const err = await nl
+      .requestAll([
+        linkSetRequest(index, { group: 79 }),
+        addrAddRequest({ index, local: "10.204.0.1", prefix: 32, peer: "10.204.0.2" }),
+        neighAddRequest({ index, ip: "10.204.0.2", mac: "02:00:00:00:00:0d" }),
+      ])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KernelError);
+    expect(err).toMatchObject({
+      code: "EEXIST",
+      syscall: "RTM_NEWADDR",
+      kernelMessage: "ipv4: Address already assigned",
+    });
+    // Each message is its own request to the kernel, as when sent one by one.
+    expect(ipLink("ref-a")).toMatchObject({ group: "79" });
+    expect(ipJson("neigh", "show", "dev", "ref-a")).toEqual([
+      { dst: "10.204.0.2", lladdr: "02:00:00:00:00:0d", state: ["PERMANENT"] },
+    ]);
+    // The first refused is the one reported; the socket stays in step for the next request.
+    const first = await nl
+      .requestAll([linkSetRequest(999_999, { group: 1 }), linkSetRequest(index, { mtu: 1 })])
+      .catch((e: unknown) => e);
+    expect(first).toMatchObject({ code: "ENODEV", syscall: "RTM_NEWLINK" });
+    await nl.requestAll([linkSetRequest(index, { mtu: 1280 }), linkSetRequest(index, { group: 80 })]);
+    expect(ipLink("ref-a")).toMatchObject({ mtu: 1280, group: "80" });
   });
 
   it("adds a permanent neighbour entry, and replaces it", async () => {

@@ -2,7 +2,7 @@ import { createSocket } from "node:dgram";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createPointToPointTap, deleteTap } from "../../src/api/tap.js";
+import { createPointToPointTap, createTap, deleteTap } from "../../src/api/tap.js";
 import { AlreadyExistsError, KernelError, ValidationError } from "../../src/core/errors.js";
 import { O_CLOEXEC, O_RDWR, sysClose, sysIoctlPtr, sysOpen } from "../../src/kernel/ffi.js";
 import {
@@ -396,6 +396,29 @@ kernelDescribe("tapOpen (as a VMM opens the TAP)", () => {
       await deleteTap("api0");
       await deleteTap("api1");
       sh("ip", ["link", "del", "dev", "ipx0"]);
+    }
+  });
+
+  it("createPointToPointTap with guestMac: the guest's permanent neighbour entry comes with the TAP; a bad MAC touches nothing", async () => {
+    await createPointToPointTap("nb0", "10.201.1.1", "10.201.1.2", OWNER, OWNER, {
+      guestMac: "06:00:0A:C9:01:02",
+    });
+    try {
+      expect(ipJson("neigh", "show", "dev", "nb0")).toEqual([
+        { dst: "10.201.1.2", lladdr: "06:00:0a:c9:01:02", state: ["PERMANENT"] },
+      ]);
+      await expect(
+        createPointToPointTap("nb1", "10.201.1.1", "10.201.1.3", OWNER, OWNER, {
+          guestMac: "01:00:5e:00:00:01",
+        }),
+      ).rejects.toMatchObject({ code: "ERR_INVALID_MAC", field: "guestMac" });
+      await expect(
+        createTap("nb2", "10.201.2.1/24", { guestMac: "06:00:0a:c9:02:02" }),
+      ).rejects.toBeInstanceOf(ValidationError);
+      for (const n of ["nb1", "nb2"]) expect(link(n)).toBeUndefined();
+      expect(ipJson("neigh", "show", "to", "10.201.1.3")).toEqual([]);
+    } finally {
+      await deleteTap("nb0");
     }
   });
 

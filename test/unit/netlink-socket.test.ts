@@ -3,7 +3,7 @@
 // ENOBUFS, answers out of order) are replayed here on demand.
 import { constants } from "node:os";
 import { describe, expect, it } from "vitest";
-import { KernelError } from "../../src/core/errors.js";
+import { KernelError, type MvnetError } from "../../src/core/errors.js";
 import { attrString, decodeMessages, encodeMessage, type NlMsg } from "../../src/kernel/netlink/codec.js";
 import * as C from "../../src/kernel/netlink/constants.js";
 import { LoopSlice } from "../../src/kernel/netlink/loop-slice.js";
@@ -56,10 +56,15 @@ class ScriptedKernel implements NetlinkIo {
   closes = 0;
   private onReadable: ((err?: Error) => void) | undefined;
 
+  sends = 0;
+
+  /** Each message of the datagram in turn, as netlink_rcv_skb() takes them. */
   send(buf: Buffer): void {
-    const [req] = decodeMessages(buf);
-    this.requests.push(req as NlMsg);
-    if (this.answer) this.queue.push(...this.answer(req as NlMsg));
+    this.sends++;
+    for (const req of decodeMessages(buf)) {
+      this.requests.push(req);
+      if (this.answer) this.queue.push(...this.answer(req));
+    }
   }
 
   sendAsync(buf: Buffer, cb: (err?: Error) => void): void {
@@ -168,6 +173,62 @@ describe("NetlinkSocket bookkeeping", () => {
       kernelMessage: "ipv4: Address already assigned",
       message: "addrAdd x: RTM_NEWADDR failed: EEXIST: ipv4: Address already assigned",
     });
+  });
+
+  it("requestAll: one datagram, an ACK asked of the last request only, one answer read", async () => {
+    const k = new ScriptedKernel();
+    // As netlink_rcv_skb(): an answer when asked for, or for a refusal.
+    k.answer = (req) => (req.flags & C.NLM_F_ACK ? [ack(req)] : []);
+    const nl = new NetlinkSocket(k);
+    await nl.requestAll([
+      { type: C.RTM_NEWLINK, flags: 0, body, context: "a" },
+      { type: C.RTM_NEWADDR, flags: C.NLM_F_CREATE, body, context: "b" },
+      { type: C.RTM_NEWNEIGH, flags: C.NLM_F_CREATE, body, context: "c" },
+    ]);
+    expect(k.sends).toBe(1);
+    expect(k.recvCalls).toBe(1);
+    expect(k.requests.map((r) => [r.type, r.flags, r.seq])).toEqual([
+      [C.RTM_NEWLINK, C.NLM_F_REQUEST, 1],
+      [C.RTM_NEWADDR, C.NLM_F_REQUEST | C.NLM_F_CREATE, 2],
+      [C.RTM_NEWNEIGH, C.NLM_F_REQUEST | C.NLM_F_CREATE | C.NLM_F_ACK, 3],
+    ]);
+    expect(nl.pendingCount).toBe(0);
+  });
+
+  it("requestAll: reports the first refusal in message order; a failed send or close fails every request", async () => {
+    const k = new ScriptedKernel();
+    const refuse = new Map([
+      [C.RTM_NEWADDR, EEXIST],
+      [C.RTM_NEWNEIGH, ENODEV],
+    ]);
+    k.answer = (req) => {
+      const errno = refuse.get(req.type) ?? 0;
+      return errno || req.flags & C.NLM_F_ACK ? [ack(req, errno, errno ? `no ${req.type}` : undefined)] : [];
+    };
+    const nl = new NetlinkSocket(k);
+    const reqs = [
+      { type: C.RTM_NEWLINK, flags: 0, body, context: "link" },
+      { type: C.RTM_NEWADDR, flags: 0, body, context: "addr" },
+      { type: C.RTM_NEWNEIGH, flags: 0, body, context: "neigh" },
+    ];
+    await expect(nl.requestAll(reqs)).rejects.toMatchObject({
+      code: "EEXIST",
+      syscall: "RTM_NEWADDR",
+      message: expect.stringMatching(/^addr: /),
+    });
+    expect(nl.pendingCount).toBe(0);
+    refuse.clear();
+    k.answer = undefined; // nothing answered inside send: the watcher reads the answer later
+    const closing = nl.requestAll(reqs).catch((e: MvnetError) => e.code);
+    expect(nl.pendingCount).toBe(3);
+    nl.close();
+    expect(await closing).toBe("ERR_NETLINK_CLOSED");
+    expect(nl.pendingCount).toBe(0);
+    const k2 = new ScriptedKernel();
+    k2.send = () => {
+      throw new KernelError("send", ENOBUFS, "netlink send");
+    };
+    await expect(new NetlinkSocket(k2).requestAll(reqs)).rejects.toMatchObject({ code: "ENOBUFS" });
   });
 
   it("collects a multipart dump until NLMSG_DONE, and reports an error NLMSG_DONE carries", async () => {

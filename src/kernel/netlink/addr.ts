@@ -29,7 +29,7 @@ import {
   RTM_GETADDR,
   RTM_NEWADDR,
 } from "./constants.js";
-import type { NetlinkSocket } from "./socket.js";
+import type { NetlinkSocket, NlRequest } from "./socket.js";
 
 /** An address to add or delete. */
 export interface AddrSpec {
@@ -84,8 +84,17 @@ function describe(spec: AddrSpec): string {
  *   local/prefix is already on the link, ENODEV for an unknown index.
  */
 export async function addrAdd(nl: NetlinkSocket, spec: AddrSpec): Promise<void> {
+  const r = addrAddRequest(spec);
+  await nl.request(r.type, r.flags, r.body, { context: r.context });
+}
+
+/**
+ * The request {@link addrAdd} sends, for {@link NetlinkSocket.requestAll}.
+ * @throws ValidationError.
+ */
+export function addrAddRequest(spec: AddrSpec): NlRequest {
   const body = encodeAddr(spec);
-  await nl.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, { context: `addrAdd ${describe(spec)}` });
+  return { type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_EXCL, body, context: `addrAdd ${describe(spec)}` };
 }
 
 /**

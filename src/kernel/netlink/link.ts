@@ -44,7 +44,7 @@ import {
   RTM_GETLINK,
   RTM_NEWLINK,
 } from "./constants.js";
-import type { NetlinkSocket } from "./socket.js";
+import type { NetlinkSocket, NlRequest } from "./socket.js";
 
 const { ENODEV } = osConstants.errno;
 
@@ -214,6 +214,15 @@ export interface LinkChanges {
  * @throws ValidationError (before anything is sent); KernelError (`RTM_NEWLINK`).
  */
 export async function linkSet(nl: NetlinkSocket, index: number, changes: LinkChanges): Promise<void> {
+  const r = linkSetRequest(index, changes);
+  await nl.request(r.type, r.flags, r.body, { context: r.context });
+}
+
+/**
+ * The request {@link linkSet} sends, for {@link NetlinkSocket.requestAll}.
+ * @throws ValidationError.
+ */
+export function linkSetRequest(index: number, changes: LinkChanges): NlRequest {
   const attrs: Buffer[] = [];
   if (changes.alias !== undefined) attrs.push(attrStringRaw(IFLA_IFALIAS, validateAlias(changes.alias)));
   if (changes.group !== undefined) attrs.push(attrU32(IFLA_GROUP, validateU32(changes.group, "group")));
@@ -227,8 +236,12 @@ export async function linkSet(nl: NetlinkSocket, index: number, changes: LinkCha
     ]);
     attrs.push(attrNested(IFLA_AF_SPEC, [attrNested(AF_INET, [conf])]));
   }
-  const up = changes.up === undefined ? 0 : IFF_UP;
-  return changeLink(nl, index, attrs, `linkSet(ifindex ${index})`, changes.up ? IFF_UP : 0, up);
+  const change = changes.up === undefined ? 0 : IFF_UP;
+  const body = encodeBody(
+    ifinfomsg({ family: AF_UNSPEC, index: validateIfIndex(index), flags: changes.up ? IFF_UP : 0, change }),
+    attrs,
+  );
+  return { type: RTM_NEWLINK, flags: 0, body, context: `linkSet(ifindex ${index})` };
 }
 
 function validateAlias(alias: string): string {

@@ -14,7 +14,7 @@ import {
   NUD_REACHABLE,
   RTM_NEWNEIGH,
 } from "./constants.js";
-import type { NetlinkSocket } from "./socket.js";
+import type { NetlinkSocket, NlRequest } from "./socket.js";
 
 /** A static IPv4 neighbour entry. */
 export interface NeighSpec {
@@ -35,6 +35,15 @@ export interface NeighSpec {
  * @throws KernelError (`RTM_NEWNEIGH`): ENODEV for an unknown index, EINVAL on a link without ARP.
  */
 export async function neighAdd(nl: NetlinkSocket, spec: NeighSpec): Promise<void> {
+  const r = neighAddRequest(spec);
+  await nl.request(r.type, r.flags, r.body, { context: r.context });
+}
+
+/**
+ * The request {@link neighAdd} sends, for {@link NetlinkSocket.requestAll}.
+ * @throws ValidationError.
+ */
+export function neighAddRequest(spec: NeighSpec): NlRequest {
   if (typeof spec !== "object" || spec === null)
     throw new ValidationError("neighbour", "expected { index, ip, mac }");
   const index = validateIfIndex(spec.index);
@@ -43,7 +52,10 @@ export async function neighAdd(nl: NetlinkSocket, spec: NeighSpec): Promise<void
     attrIPv4(NDA_DST, spec.ip),
     attrMac(NDA_LLADDR, spec.mac),
   ]);
-  await nl.request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body, {
+  return {
+    type: RTM_NEWNEIGH,
+    flags: NLM_F_CREATE | NLM_F_REPLACE,
+    body,
     context: `neighAdd ${spec.ip} lladdr ${spec.mac} on ifindex ${index}`,
-  });
+  };
 }

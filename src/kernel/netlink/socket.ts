@@ -151,12 +151,29 @@ export interface RequestOptions {
   context?: string;
 }
 
+/**
+ * One request for {@link NetlinkSocket.requestAll}: an RTM_* change the kernel answers with an ACK
+ * only (NEW/SET/DEL, not a GET). Built by `linkSetRequest`, `addrAddRequest`, `neighAddRequest`.
+ */
+export interface NlRequest {
+  /** RTM_* message type. */
+  type: number;
+  /** Extra NLM_F_* flags, e.g. `NLM_F_CREATE | NLM_F_EXCL` (REQUEST and ACK are added). */
+  flags: number;
+  /** The fixed header and attributes (see codec.ts). */
+  body: Buffer;
+  /** What the caller was doing, used as the error's context. */
+  context: string;
+}
+
 interface Pending {
   type: number;
   dump: boolean;
   context: string;
   msgs: NlMsg[];
   interrupted: boolean;
+  /** Earlier requests of the same datagram that asked no ACK: this one's answer settles them. */
+  covers?: number[];
   resolve(r: { msgs: NlMsg[]; interrupted: boolean }): void;
   reject(err: Error): void;
 }
@@ -282,6 +299,56 @@ export class NetlinkSocket {
   async request(type: number, flags: number, body: Buffer, opts: RequestOptions = {}): Promise<NlMsg[]> {
     const r = await this.transact(type, NLM_F_REQUEST | NLM_F_ACK | flags, body, false, opts);
     return r.msgs;
+  }
+
+  /**
+   * Sends several requests in one datagram and waits until the kernel has answered all of them: one
+   * `send` and one `recv` instead of one of each per request. Only the last asks for an ACK. The
+   * kernel carries the messages out one after the other and reports every refusal whether or not it
+   * asked for an ACK (`if (nlh->nlmsg_flags & NLM_F_ACK || err) netlink_ack(…)` in netlink_rcv_skb(),
+   * net/netlink/af_netlink.c), in message order, so the answer to the last one means the earlier ones
+   * that sent nothing succeeded. A refusal does not stop the messages after it (each is its own
+   * request, as when sent one by one): callers needing all-or-nothing undo, as with separate requests.
+   * @throws KernelError of the first refused request, in message order (type name, errno, extended-ack
+   *   text); MvnetError (`ERR_NETLINK_CLOSED`) as {@link request}.
+   */
+  async requestAll(reqs: readonly NlRequest[]): Promise<void> {
+    if (reqs.length === 0) return;
+    if (this.closedFlag) throw closedError();
+    const last = reqs.length - 1;
+    const seqs: number[] = [];
+    const bufs: Buffer[] = [];
+    for (const [i, r] of reqs.entries()) {
+      const seq = this.nextSeq();
+      seqs.push(seq);
+      const flags = NLM_F_REQUEST | r.flags | (i === last ? NLM_F_ACK : 0);
+      bufs.push(encodeMessage({ type: r.type, flags, seq }, r.body));
+    }
+    const answers = reqs.map(
+      (r, i) =>
+        new Promise<unknown>((resolve, reject) => {
+          const p: Pending = {
+            type: r.type,
+            dump: false,
+            context: r.context,
+            msgs: [],
+            interrupted: false,
+            resolve,
+            reject,
+          };
+          if (i === last) p.covers = seqs.slice(0, last);
+          this.pending.set(seqs[i] as number, p);
+        }),
+    );
+    this.updateRef();
+    try {
+      this.io.send(Buffer.concat(bufs));
+    } catch (err) {
+      for (const [i, r] of reqs.entries())
+        this.settle(seqs[i] as number, sendError(err as Error, r.type, r.context));
+    }
+    this.drain(seqs[last]);
+    await Promise.all(answers);
   }
 
   /**
@@ -447,9 +514,9 @@ export class NetlinkSocket {
       case NLMSG_ERROR: {
         const e = decodeError(m);
         if (e.errno === 0) {
-          if (!p.dump) this.settle(m.seq);
+          if (!p.dump) this.settle(m.seq, undefined, true);
         } else {
-          this.settle(m.seq, this.kernelError(p, e));
+          this.settle(m.seq, this.kernelError(p, e), true);
         }
         return;
       }
@@ -474,10 +541,14 @@ export class NetlinkSocket {
     return new KernelError(messageTypeName(p.type), e.errno, p.context, e.message);
   }
 
-  private settle(seq: number, err?: Error): void {
+  /** @param answered true when `err` (or success) is the kernel's answer to this very request. */
+  private settle(seq: number, err?: Error, answered = false): void {
     const p = this.pending.get(seq);
     if (!p) return;
     this.pending.delete(seq);
+    // The kernel answered the last request of a datagram: the ones before it that sent no answer
+    // succeeded. Anything else (a failed send, close) fails them with it.
+    if (p.covers) for (const s of p.covers) this.settle(s, answered ? undefined : err);
     this.updateRef();
     // Most answers are read inside send(): the caller resumes at once unless the loop has been held
     // for a slice already (a caller making requests back to back would otherwise hold it for the
