@@ -386,10 +386,15 @@ export class HostNetwork {
    * Counts attaches and detaches; past {@link CHECKPOINTER_AFTER} of them this is a long-lived
    * process, and WAL checkpoints move to a worker thread (store/checkpointer.ts) instead of running
    * inside an attach's commit. A one-shot `mvnet attach` never starts one (a worker costs ≈ 50 ms).
+   * The Worker constructor holds the event loop ≈ 5 ms: it runs in a macrotask of its own, so it
+   * never adds to the work an attach does between two loop turns (host/loop-budget.ts).
    */
   #noteWrite(): void {
     if (++this.#writes !== CHECKPOINTER_AFTER || !this.#ownsState || this.#state.path === ":memory:") return;
-    this.#checkpointer = Checkpointer.start(this.#state.db, this.#state.path);
+    setImmediate(() => {
+      if (this.#closed || this.#checkpointer) return;
+      this.#checkpointer = Checkpointer.start(this.#state.db, this.#state.path);
+    });
   }
 
   async #step(step: Step, vmId: string): Promise<void> {
