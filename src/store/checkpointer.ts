@@ -4,7 +4,7 @@
  * In WAL mode a commit appends pages to the `-wal` file; a checkpoint copies them back into the
  * database and, with `synchronous = NORMAL`, syncs the file (https://sqlite.org/wal.html#ckpt). By
  * default the connection that commits past 1 000 WAL pages runs it itself, inside that commit:
- * HostNetwork writes ≈ 10 pages per attach, so every hundredth attach — and the one transaction that
+ * HostNetwork writes ≈ 8 pages per attach, so every hundredth attach — and the one transaction that
  * marks hundreds of VMs for a batch detach — held the event loop for the copy and the fsync (6–13 ms
  * measured here). A second connection on a worker thread checkpoints instead, PASSIVE (it never
  * waits for, nor blocks, the writer or readers), whenever the WAL file changed since its last look;
