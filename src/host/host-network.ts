@@ -9,8 +9,10 @@
  * 1. allocate, in one IMMEDIATE transaction: guest address (next-fit), MAC (from the address), TAP
  *    name (from the VM id), host ports (held by a socket of ours as they are picked); the record is
  *    written in state `attaching`, naming this process as its owner;
- * 2. the TAP (createPointToPointTap with the VM's uid/gid/MTU, alias `microvm-net:<vmId>`);
- * 3. a permanent neighbour entry for the guest's MAC (no ARP round trip for the first packet);
+ * 2. the TAP (createPointToPointTap with the VM's uid/gid/MTU, alias `microvm-net:<vmId>`) and, in
+ *    the same netlink datagram, a permanent neighbour entry for the guest's MAC (no ARP round trip for
+ *    the first packet);
+ * 3. (the `neighbour` step hook still fires here, with nothing done since `tap`);
  * 4. the port mappings (nftables map elements) and the VM's policy elements — its MAC bound to its
  *    TAP's index, its resolvers, its `allow` and `hostPorts` (firewall/guest-policy.ts) — in one
  *    nftables transaction, then stale UDP conntrack entries of those ports;
@@ -393,7 +395,12 @@ export class HostNetwork {
     if (++this.#writes !== CHECKPOINTER_AFTER || !this.#ownsState || this.#state.path === ":memory:") return;
     setImmediate(() => {
       if (this.#closed || this.#checkpointer) return;
-      this.#checkpointer = Checkpointer.start(this.#state.db, this.#state.path);
+      try {
+        this.#checkpointer = Checkpointer.start(this.#state.db, this.#state.path);
+      } catch {
+        // No thread to be had (ERR_WORKER_INIT_FAILED: EAGAIN under RLIMIT_NPROC, out of memory):
+        // outside any call, a throw here would end the process. Commits keep checkpointing inline.
+      }
     });
   }
 

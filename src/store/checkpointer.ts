@@ -85,9 +85,9 @@ export class Checkpointer {
    * Starts checkpointing `path` (a file database opened by `db`, in WAL mode) and raises `db`'s own
    * automatic checkpoint to the backstop.
    * @param intervalMs how often the worker looks at the WAL, in ms.
+   * @throws Error (`ERR_WORKER_INIT_FAILED`) when no thread can be started; `db` is then unchanged.
    */
   static start(db: StateDb, path: string, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
-    db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
     const sqlite = createRequire(import.meta.url).resolve("better-sqlite3");
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
@@ -95,6 +95,8 @@ export class Checkpointer {
       execArgv: [],
       workerData: { sqlite, path, intervalMs, timeoutMs: db.pragma("busy_timeout", { simple: true }) },
     });
+    // Raised only once the worker exists: if `new Worker` throws, commits keep checkpointing at 1 000 pages.
+    db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
     return new Checkpointer(worker);
   }
 

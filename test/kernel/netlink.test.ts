@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { KernelError, ValidationError } from "../../src/core/errors.js";
+import { O_RDWR, sysClose, sysOpen } from "../../src/kernel/ffi.js";
 import { ifinfomsg } from "../../src/kernel/netlink/codec.js";
 import { RTM_DELLINK } from "../../src/kernel/netlink/constants.js";
 import { linkBrief, linkIndex } from "../../src/kernel/netlink/ifreq.js";
@@ -224,6 +225,15 @@ kernelDescribe("rtnetlink client", () => {
     expect(linkBrief(nl, "lo")).toEqual({ index: 1, mtu: ipLink("lo").mtu });
     expect(() => linkIndex(nl, "nosuch0")).toThrow(expect.objectContaining({ code: "ENODEV" }));
     expect(() => linkBrief(nl, "bad name")).toThrow(ValidationError);
+    // A closed socket's descriptor number can be reused at once: no ioctl goes to whatever holds it now.
+    const closed = NetlinkSocket.open();
+    closed.close();
+    const reuse = sysOpen("/dev/null", O_RDWR, "test");
+    try {
+      expect(() => linkBrief(closed, "lo")).toThrow(expect.objectContaining({ code: "ERR_NETLINK_CLOSED" }));
+    } finally {
+      sysClose(reuse);
+    }
   });
 
   it("answers read inside send() and answers read through the poll watcher make the same kernel objects", async () => {

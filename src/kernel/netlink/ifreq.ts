@@ -8,6 +8,7 @@
  * Layout of `struct ifreq` on 64-bit Linux (linux/if.h): `ifr_name[16]`, then a 24-byte union
  * holding `ifr_ifindex` / `ifr_mtu` (int) or `ifr_hwaddr` (struct sockaddr: u16 family, 14 bytes).
  */
+import { MvnetError } from "../../core/errors.js";
 import { validateIfName } from "../../core/validate.js";
 import { sysIoctlPtr } from "../ffi.js";
 import type { NetlinkSocket } from "./socket.js";
@@ -25,6 +26,9 @@ const ARPHRD_ETHER = 1;
 const ifr = Buffer.alloc(IFREQ_SIZE);
 
 function ask(nl: NetlinkSocket, req: number, ioctlName: string, name: string): Buffer {
+  // A closed socket's descriptor number may already belong to another file (the TUN device just
+  // opened, say): never send an ioctl to it.
+  if (nl.closed) throw new MvnetError("ERR_NETLINK_CLOSED", "netlink socket is closed");
   ifr.fill(0);
   ifr.write(name, 0, "utf8");
   sysIoctlPtr(nl.fd, req, ifr, ioctlName, `looking up link ${name}`);
@@ -44,7 +48,7 @@ export interface LinkBrief {
 /**
  * The ifindex of the link named `name` in the socket's network namespace (SIOCGIFINDEX).
  * @throws ValidationError for a malformed name; KernelError (`ioctl(SIOCGIFINDEX)`, ENODEV when no
- *   such link exists).
+ *   such link exists); MvnetError (`ERR_NETLINK_CLOSED`) after the socket was closed.
  */
 export function linkIndex(nl: NetlinkSocket, name: string): number {
   return ask(nl, SIOCGIFINDEX, "SIOCGIFINDEX", validateIfName(name)).readInt32LE(IFR_DATA);
@@ -54,7 +58,7 @@ export function linkIndex(nl: NetlinkSocket, name: string): number {
  * ifindex, MAC and MTU of the link named `name` (SIOCGIFINDEX, SIOCGIFHWADDR, SIOCGIFMTU): three
  * ioctls, ≈ 4 µs each here, where RTM_GETLINK costs 50–100 µs with its decoding.
  * @throws ValidationError for a malformed name; KernelError (`ioctl(SIOCGIF…)`, ENODEV when no such
- *   link exists).
+ *   link exists); MvnetError (`ERR_NETLINK_CLOSED`) after the socket was closed.
  */
 export function linkBrief(nl: NetlinkSocket, name: string): LinkBrief {
   const index = linkIndex(nl, name);

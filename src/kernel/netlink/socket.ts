@@ -302,15 +302,17 @@ export class NetlinkSocket {
   }
 
   /**
-   * Sends several requests in one datagram and waits until the kernel has answered all of them: one
-   * `send` and one `recv` instead of one of each per request. Only the last asks for an ACK. The
+   * Sends several requests in one datagram and waits until the kernel has answered all of them (a
+   * refusal included: the first in message order is thrown once every answer is in): one `send` and
+   * one `recv` instead of one of each per request. Only the last asks for an ACK. The
    * kernel carries the messages out one after the other and reports every refusal whether or not it
    * asked for an ACK (`if (nlh->nlmsg_flags & NLM_F_ACK || err) netlink_ack(…)` in netlink_rcv_skb(),
    * net/netlink/af_netlink.c), in message order, so the answer to the last one means the earlier ones
    * that sent nothing succeeded. A refusal does not stop the messages after it (each is its own
    * request, as when sent one by one): callers needing all-or-nothing undo, as with separate requests.
    * @throws KernelError of the first refused request, in message order (type name, errno, extended-ack
-   *   text); MvnetError (`ERR_NETLINK_CLOSED`) as {@link request}.
+   *   text); KernelError EMSGSIZE from `send` when the datagram exceeds the socket's send buffer (then
+   *   none was carried out); MvnetError (`ERR_NETLINK_CLOSED`) as {@link request}.
    */
   async requestAll(reqs: readonly NlRequest[]): Promise<void> {
     if (reqs.length === 0) return;
@@ -348,7 +350,9 @@ export class NetlinkSocket {
         this.settle(seqs[i] as number, sendError(err as Error, r.type, r.context));
     }
     this.drain(seqs[last]);
-    await Promise.all(answers);
+    const outcomes = await Promise.allSettled(answers);
+    const refused = outcomes.find((o) => o.status === "rejected");
+    if (refused) throw refused.reason;
   }
 
   /**

@@ -28,8 +28,8 @@ function describe(set: SetRef): string {
 /**
  * Applies `changes` as one transaction: all of them, or — when the kernel refuses any — none.
  * @throws ValidationError for a bad name or field (nothing sent); KernelError (`syscall`
- *   `NFT_MSG_NEWSETELEM` / `NFT_MSG_DELSETELEM`: which one the kernel refused is in the message) with
- *   the errno of the first refusal: EEXIST (`create` of a present key, `add` of a present key with
+ *   `nf_tables transaction`, its message listing the transaction's changes — not which one the kernel
+ *   refused) with the errno of the first refusal: EEXIST (`create` of a present key, `add` of a present key with
  *   another value), ENOENT (table, set or — for `delete` — element absent), EINVAL (key or value
  *   length does not match the set), EPERM without CAP_NET_ADMIN.
  */
