@@ -23,6 +23,7 @@ import {
 } from "../../src/firewall/index.js";
 import { mappingElem } from "../../src/firewall/mapping.js";
 import { activeElementPath } from "../../src/firewall/portmap.js";
+import { guestMac } from "../../src/guest/index.js";
 import { HostNetwork } from "../../src/host/index.js";
 import {
   addPortMapping,
@@ -35,10 +36,13 @@ import { koffi } from "../../src/kernel/ffi.js";
 import { linkBrief } from "../../src/kernel/netlink/ifreq.js";
 import {
   addrAdd,
+  addrAddRequest,
   defaultSocket,
   linkDelGroup,
   linkGet,
   linkSet,
+  linkSetRequest,
+  neighAddRequest,
   routeGet,
 } from "../../src/kernel/netlink/index.js";
 import {
@@ -126,10 +130,11 @@ export async function breakdownSuite(cfg: Config, rec: Recorder): Promise<void> 
     );
     const link = time(tap, "2 SIOCGIFINDEX+HWADDR+MTU (ioctls)", () => linkBrief(nl, name));
     time(tap, "3 sysctl disable_ipv6", () => sysctlSet(ifaceSysctlPath("ipv6", name, "disable_ipv6"), "1"));
-    await timeAsync(tap, "4+5 RTM_NEWLINK alias+group+up, RTM_NEWADDR", () =>
-      Promise.all([
-        linkSet(nl, link.index, { alias: "microvm-net", group: DEFAULT_TAP_GROUP, up: true }),
-        addrAdd(nl, { index: link.index, local: "10.200.0.1", prefix: 32, peer: guestIp(i) }),
+    await timeAsync(tap, "4+5 RTM_NEWLINK alias+group+up, RTM_NEWADDR, RTM_NEWNEIGH: one datagram", () =>
+      nl.requestAll([
+        linkSetRequest(link.index, { alias: "microvm-net", group: DEFAULT_TAP_GROUP, up: true }),
+        addrAddRequest({ index: link.index, local: "10.200.0.1", prefix: 32, peer: guestIp(i) }),
+        neighAddRequest({ index: link.index, ip: guestIp(i), mac: guestMac(guestIp(i)) }),
       ]),
     );
     time(tap, "6 TUNSETPERSIST", () => tapPersist(fd, name));
