@@ -10,7 +10,9 @@
  * the applier. Both act in the process's network namespace: the applier and the socket must have
  * been opened in the same one (they are, unless a caller moves threads between namespaces).
  */
+
 import { ConflictError, FirewallError, KernelError } from "../core/errors.js";
+import { yieldIfHeld } from "../core/loop-budget.js";
 import {
   defaultNftnlSocket,
   encodeFields,
@@ -101,34 +103,6 @@ function errnoOf(e: unknown): string | undefined {
 function firewallError(e: unknown, m: Mapping): unknown {
   if (!(e instanceof KernelError)) return e;
   return new FirewallError(`changing the mapping of ${describeHostSide(m)}`, e.message);
-}
-
-/**
- * A caller making mapping changes back to back would otherwise never yield (each change completes
- * inside its call, so its promise settles without a loop turn): after LOOP_BUDGET_MS of changes
- * without a turn, the next one waits for one. A marker in the check phase notes that the loop
- * turned, so a caller whose changes are spread out never pays for the hop.
- */
-const LOOP_BUDGET_MS = 4;
-/** When the current run of changes without a loop turn began; undefined once the loop turned. */
-let heldSince: number | undefined;
-
-function startHold(now: number): void {
-  heldSince = now;
-  setImmediate(() => {
-    heldSince = undefined;
-  });
-}
-
-async function yieldIfHeld(): Promise<void> {
-  const now = performance.now();
-  if (heldSince === undefined) {
-    startHold(now);
-    return;
-  }
-  if (now - heldSince <= LOOP_BUDGET_MS) return;
-  await new Promise<void>((r) => setImmediate(r)); // runs after the marker: timers and I/O had their turn
-  startHold(performance.now());
 }
 
 /**

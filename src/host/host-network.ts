@@ -53,6 +53,7 @@ import {
   MvnetError,
   ValidationError,
 } from "../core/errors.js";
+import { yieldIfHeld } from "../core/loop-budget.js";
 import {
   describe as describeValue,
   ipv4ToInt,
@@ -112,7 +113,6 @@ import {
 } from "./allocate.js";
 import { isErrno } from "./errno.js";
 import { KeyedMutex, SharedExclusive } from "./locks.js";
-import { yieldIfHeld } from "./loop-budget.js";
 import { isVmTap, tapAliasFor, validateVmId } from "./names.js";
 import { elementSocket, mappingChanges } from "./nft-elements.js";
 import {
@@ -144,7 +144,7 @@ const REMOVE_BATCH = 512;
 /**
  * The same over our netlink, which runs on the caller's thread: a transaction of 16 items (each one
  * mapping, or one VM's policy) takes ≈ 1–2 ms here, and the loop gets a turn between transactions once
- * they add up to its budget (loop-budget.ts).
+ * they add up to its budget (core/loop-budget.ts).
  */
 const RAW_REMOVE_BATCH = 16;
 
@@ -389,7 +389,7 @@ export class HostNetwork {
    * process, and WAL checkpoints move to a worker thread (store/checkpointer.ts) instead of running
    * inside an attach's commit. A one-shot `mvnet attach` never starts one (a worker costs ≈ 50 ms).
    * The Worker constructor holds the event loop ≈ 5 ms: it runs in a macrotask of its own, so it
-   * never adds to the work an attach does between two loop turns (host/loop-budget.ts).
+   * never adds to the work an attach does between two loop turns (core/loop-budget.ts).
    */
   #noteWrite(): void {
     if (++this.#writes !== CHECKPOINTER_AFTER || !this.#ownsState || this.#state.path === ":memory:") return;

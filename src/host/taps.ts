@@ -4,6 +4,7 @@
  */
 import { constants as osConstants } from "node:os";
 import { TAP_ALIAS } from "../api/context.js";
+import { yieldIfHeld } from "../core/loop-budget.js";
 import {
   type Link,
   linkDel,
@@ -15,7 +16,6 @@ import {
 } from "../kernel/netlink/index.js";
 import type { VmRecord } from "../store/host-state.js";
 import { isErrno } from "./errno.js";
-import { yieldIfHeld } from "./loop-budget.js";
 import { isVmTap, tapAliasFor } from "./names.js";
 
 const { ENODEV } = osConstants.errno;
