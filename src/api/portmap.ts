@@ -54,8 +54,6 @@ function toMapping(
   };
 }
 
-/** True when the host itself reaches this mapping through 127.0.0.1. */
-
 /**
  * Publishes `hostPort` (on `hostInterface`, see {@link parseHostInterface}) to `guestIp:guestPort`
  * for `protocol` ("tcp" or "udp"). Works with or without a prior bootstrap. Adding the same mapping

@@ -4,6 +4,9 @@ import { ValidationError } from "./errors.js";
 /** Transport protocols a port can be published for. */
 export type Protocol = "tcp" | "udp";
 
+/** IP protocol numbers (IANA; include/uapi/linux/in.h IPPROTO_TCP, IPPROTO_UDP), as the kernel keys them. */
+export const IPPROTO: Readonly<Record<Protocol, number>> = { tcp: 6, udp: 17 };
+
 /** Longest interface name the kernel keeps (IFNAMSIZ 16 including the NUL); it truncates silently. */
 export const IFNAME_MAX_BYTES = 15;
 

@@ -26,6 +26,7 @@
 import { ValidationError } from "../core/errors.js";
 import {
   type Cidr,
+  IPPROTO,
   intToIPv4,
   ipv4ToInt,
   type Protocol,
@@ -512,8 +513,6 @@ export interface PolicySetElem {
   elem: SetElem;
 }
 
-const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
-
 /** `[guest, destination, protocol, port]` at one end of an element's ranges (`lo` start, else end). */
 function policyKey(guestIp: string, e: PolicyElement, lo: boolean): ElemField[] {
   const [a, b] = range(e.cidr);
@@ -541,7 +540,7 @@ export function policySetElems(p: GuestPolicySpec): PolicySetElem[] | undefined 
       const key: ElemField[] = [
         { type: "ipv4_addr", value: p.guestIp },
         { type: "ipv4_addr", value: e.cidr.slice(0, -3) },
-        { type: "inet_proto", value: PROTO_NUMBER[e.protocol as Protocol] },
+        { type: "inet_proto", value: IPPROTO[e.protocol as Protocol] },
         { type: "inet_service", value: e.ports.start },
       ];
       out.push({ set: exactSet, elem: { key } });

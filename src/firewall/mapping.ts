@@ -5,6 +5,7 @@
  */
 import { ValidationError } from "../core/errors.js";
 import {
+  IPPROTO,
   type Protocol,
   validateIfName,
   validateIPv4,
@@ -91,8 +92,6 @@ export function coversLoopback(host: HostMatch): boolean {
   return host.kind === "any" || (host.kind === "address" && host.ip.startsWith("127."));
 }
 
-const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
-
 /**
  * The map element of a mapping for our nf_tables messages (kernel/nftnl), in the maps' declared field
  * order (ruleset.ts renderSkeleton): key `inet_proto . inet_service` (any host address),
@@ -100,7 +99,7 @@ const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
  * interface); value `ipv4_addr . inet_service` (the guest's address and port).
  */
 export function mappingElem(m: Mapping): SetElem {
-  const proto: ElemField = { type: "inet_proto", value: PROTO_NUMBER[m.protocol] };
+  const proto: ElemField = { type: "inet_proto", value: IPPROTO[m.protocol] };
   const port: ElemField = { type: "inet_service", value: m.hostPort };
   const key: ElemField[] =
     m.host.kind === "address"

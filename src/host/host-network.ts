@@ -132,7 +132,7 @@ import {
   readLocalPortPolicy,
 } from "./port-space.js";
 import { ANY_HOST } from "./publish.js";
-import { coversLoopback, holdKey, mappingKey, policyOf, toMapping } from "./records.js";
+import { holdKey, mappingKey, policyOf, portCoversLoopback, toMapping } from "./records.js";
 import { normalizeAttach, subnetInfo } from "./request.js";
 import { deleteLink, deleteLinks, findTaps } from "./taps.js";
 
@@ -613,7 +613,7 @@ export class HostNetwork {
             // A packet from 127.0.0.1 DNATed to the guest leaves through this TAP; the kernel routes a
             // loopback source to a non-loopback device only with route_localnet (net/ipv4/route.c).
             // Unset: tap.ts still sets it when a mapping made outside HostNetwork covers 127.0.0.1.
-            ...(rec.ports.some(coversLoopback) ? { routeLocalnet: true } : {}),
+            ...(rec.ports.some(portCoversLoopback) ? { routeLocalnet: true } : {}),
           },
         );
         return { rec, index: info.index };
@@ -1088,7 +1088,7 @@ export class HostNetwork {
     // route_localnet on TAPs whose mappings cover 127.0.0.1 (teardown clears it on every TAP of ours;
     // the mappings above brought our table, and its guard against 127/8 from outside, back).
     for (const r of recs) {
-      if (r.state !== "attached" || !r.ports.some(coversLoopback) || !this.#tapExists(r.tap, linkByName))
+      if (r.state !== "attached" || !r.ports.some(portCoversLoopback) || !this.#tapExists(r.tap, linkByName))
         continue;
       const path = ifaceSysctlPath("ipv4", r.tap, "route_localnet");
       try {

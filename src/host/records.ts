@@ -3,7 +3,8 @@
  * policy, the keys its mappings and port holds are compared by.
  */
 import { buildPolicy, type GuestPolicySpec } from "../firewall/guest-policy.js";
-import type { HostPort, Mapping } from "../firewall/index.js";
+import type { HostMatch, HostPort, Mapping } from "../firewall/index.js";
+import { coversLoopback } from "../firewall/mapping.js";
 import type { PortRecord, VmRecord } from "../store/host-state.js";
 import { ANY_HOST } from "./publish.js";
 
@@ -12,11 +13,16 @@ export function holdKey(p: { protocol: string; hostIp: string; hostPort: number 
   return `${p.protocol} ${p.hostIp} ${p.hostPort}`;
 }
 
+/** Which host addresses a recorded port is published on, as a mapping (firewall/) matches them. */
+function hostMatchOf(p: PortRecord): HostMatch {
+  return p.hostIp === ANY_HOST ? { kind: "any" } : { kind: "address", ip: p.hostIp };
+}
+
 /** The port mapping (firewall/) of a recorded port of the guest at `guestIp`. */
 export function toMapping(guestIp: string, p: PortRecord): Mapping {
   return {
     protocol: p.protocol,
-    host: p.hostIp === ANY_HOST ? { kind: "any" } : { kind: "address", ip: p.hostIp },
+    host: hostMatchOf(p),
     hostPort: p.hostPort,
     guestIp,
     guestPort: p.guestPort,
@@ -48,7 +54,10 @@ export function policyOf(rec: VmRecord, tapIndex: number | undefined): GuestPoli
   });
 }
 
-/** True when the host reaches the port through 127.0.0.1, which needs route_localnet on the TAP. */
-export function coversLoopback(p: PortRecord): boolean {
-  return p.hostIp === ANY_HOST || p.hostIp.startsWith("127.");
+/**
+ * True when the host reaches the port through 127.0.0.1, which needs route_localnet on the TAP
+ * (the rule of firewall/mapping.ts coversLoopback).
+ */
+export function portCoversLoopback(p: PortRecord): boolean {
+  return coversLoopback(hostMatchOf(p));
 }

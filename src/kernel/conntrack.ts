@@ -15,7 +15,7 @@
  */
 import { constants as osConstants } from "node:os";
 import { KernelError, ValidationError } from "../core/errors.js";
-import { type Protocol, validatePort, validateProtocol } from "../core/validate.js";
+import { IPPROTO, type Protocol, validatePort, validateProtocol } from "../core/validate.js";
 import { attr, attrIPv4, attrNested, attrU8, decodeAttrs, encodeBody, readIPv4 } from "./netlink/codec.js";
 import { AF_INET } from "./netlink/constants.js";
 import { NetlinkSocket } from "./netlink/socket.js";
@@ -45,7 +45,6 @@ const CTA_PROTO_NUM = 1;
 const CTA_PROTO_SRC_PORT = 2;
 const CTA_PROTO_DST_PORT = 3;
 
-const IPPROTO: Record<Protocol, number> = { tcp: 6, udp: 17 };
 const { ENOENT } = osConstants.errno;
 
 const msgType = (m: number) => (NFNL_SUBSYS_CTNETLINK << 8) | m;

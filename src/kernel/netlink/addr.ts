@@ -84,8 +84,7 @@ function describe(spec: AddrSpec): string {
  *   local/prefix is already on the link, ENODEV for an unknown index.
  */
 export async function addrAdd(nl: NetlinkSocket, spec: AddrSpec): Promise<void> {
-  const r = addrAddRequest(spec);
-  await nl.request(r.type, r.flags, r.body, { context: r.context });
+  await nl.requestAll([addrAddRequest(spec)]);
 }
 
 /**

@@ -169,7 +169,20 @@ export async function linkList(nl: NetlinkSocket): Promise<Link[]> {
   return out;
 }
 
-/** RTM_NEWLINK without NLM_F_CREATE changes an existing link and fails with ENODEV otherwise. */
+/**
+ * RTM_NEWLINK without NLM_F_CREATE: changes an existing link (fails with ENODEV otherwise). `flags`
+ * are the ifi_flags to set among those selected by `change` (ifi_change), e.g. IFF_UP.
+ * @throws ValidationError for a bad index.
+ */
+function changeRequest(index: number, attrs: Buffer[], context: string, flags = 0, change = 0): NlRequest {
+  const body = encodeBody(
+    ifinfomsg({ family: AF_UNSPEC, index: validateIfIndex(index), flags, change }),
+    attrs,
+  );
+  return { type: RTM_NEWLINK, flags: 0, body, context };
+}
+
+/** Sends {@link changeRequest}. */
 async function changeLink(
   nl: NetlinkSocket,
   index: number,
@@ -178,11 +191,7 @@ async function changeLink(
   flags = 0,
   change = 0,
 ): Promise<void> {
-  const body = encodeBody(
-    ifinfomsg({ family: AF_UNSPEC, index: validateIfIndex(index), flags, change }),
-    attrs,
-  );
-  await nl.request(RTM_NEWLINK, 0, body, { context });
+  await nl.requestAll([changeRequest(index, attrs, context, flags, change)]);
 }
 
 /** Changes {@link linkSet} can make in one request. Absent fields are left as they are. */
@@ -214,8 +223,7 @@ export interface LinkChanges {
  * @throws ValidationError (before anything is sent); KernelError (`RTM_NEWLINK`).
  */
 export async function linkSet(nl: NetlinkSocket, index: number, changes: LinkChanges): Promise<void> {
-  const r = linkSetRequest(index, changes);
-  await nl.request(r.type, r.flags, r.body, { context: r.context });
+  await nl.requestAll([linkSetRequest(index, changes)]);
 }
 
 /**
@@ -237,11 +245,7 @@ export function linkSetRequest(index: number, changes: LinkChanges): NlRequest {
     attrs.push(attrNested(IFLA_AF_SPEC, [attrNested(AF_INET, [conf])]));
   }
   const change = changes.up === undefined ? 0 : IFF_UP;
-  const body = encodeBody(
-    ifinfomsg({ family: AF_UNSPEC, index: validateIfIndex(index), flags: changes.up ? IFF_UP : 0, change }),
-    attrs,
-  );
-  return { type: RTM_NEWLINK, flags: 0, body, context: `linkSet(ifindex ${index})` };
+  return changeRequest(index, attrs, `linkSet(ifindex ${index})`, changes.up ? IFF_UP : 0, change);
 }
 
 function validateAlias(alias: string): string {

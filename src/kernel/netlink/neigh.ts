@@ -35,8 +35,7 @@ export interface NeighSpec {
  * @throws KernelError (`RTM_NEWNEIGH`): ENODEV for an unknown index, EINVAL on a link without ARP.
  */
 export async function neighAdd(nl: NetlinkSocket, spec: NeighSpec): Promise<void> {
-  const r = neighAddRequest(spec);
-  await nl.request(r.type, r.flags, r.body, { context: r.context });
+  await nl.requestAll([neighAddRequest(spec)]);
 }
 
 /**
